@@ -1,0 +1,1 @@
+"""Built-in datasets; each module registers itself with `register_dataset`."""

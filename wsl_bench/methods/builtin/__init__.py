@@ -1,0 +1,1 @@
+"""Built-in methods, one module each; every module registers itself with `register_method`."""

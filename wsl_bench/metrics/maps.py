@@ -1,0 +1,83 @@
+"""Preparing maps for scoring: back to original image size, degenerate-map detection,
+normalization and binarization, batched on the maps' device."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..data.sample import View
+
+# Status codes of a map; anything but OK is scored as a failure (no box, a miss).
+OK, NONFINITE, ALL_ZERO, CONSTANT, NON_POSITIVE = "ok", "nonfinite", "all_zero", "constant", "non_positive"
+
+
+def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View | None = None) -> torch.Tensor:
+    """Bilinearly upsample maps [N, h, w] onto the original image [N, H0, W0].
+
+    With a view covering only part of the image (center crop), the map fills that rectangle and
+    the rest of the image gets the map's minimum, so it can never hold the peak or the box."""
+    height, width = orig_size
+    maps = maps.float()
+    if view is None or view.is_full(height, width):
+        return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    x0, y0 = max(0, round(view.x0)), max(0, round(view.y0))
+    x1, y1 = min(width, round(view.x1)), min(height, round(view.y1))
+    inner = F.interpolate(maps[:, None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[:, 0]
+    floor = inner.flatten(1).amin(dim=1)
+    out = floor[:, None, None].expand(-1, height, width).clone()
+    out[:, y0:y1, x0:x1] = inner
+    return out
+
+
+def map_status(maps: torch.Tensor, normalize: str = "max") -> list[str]:
+    """Per map [N, H, W]: OK, or why it cannot be scored (non-finite values, all zero,
+    constant, or - with max normalization - no positive value to take 15% of)."""
+    flat = maps.flatten(1)
+    finite = torch.isfinite(flat).all(dim=1)
+    safe = torch.where(torch.isfinite(flat), flat, torch.zeros((), device=flat.device))
+    mx, mn = safe.amax(dim=1), safe.amin(dim=1)
+    status = []
+    for is_finite, hi, lo in zip(finite.tolist(), mx.tolist(), mn.tolist()):
+        if not is_finite:
+            status.append(NONFINITE)
+        elif hi == 0 and lo == 0:
+            status.append(ALL_ZERO)
+        elif hi == lo:
+            status.append(CONSTANT)
+        elif normalize == "max" and hi <= 0:
+            status.append(NON_POSITIVE)
+        else:
+            status.append(OK)
+    return status
+
+
+def binarize(
+    maps: torch.Tensor, threshold: float = 0.15, comparison: str = "ge", normalize: str = "max"
+) -> torch.Tensor:
+    """Binary masks [N, H, W] of the pixels at or above (`ge`) / above (`gt`) a fraction of each map.
+
+    normalize="max": cut at threshold * max (Grad-CAM paper). "minmax": cut at
+    min + threshold * (max - min), i.e. on the min-max normalized map (Choe et al. 2020)."""
+    flat = maps.flatten(1)
+    hi = flat.amax(dim=1)
+    if normalize == "max":
+        cut = threshold * hi
+    elif normalize == "minmax":
+        lo = flat.amin(dim=1)
+        cut = lo + threshold * (hi - lo)
+    else:
+        raise ValueError(f"normalize must be 'max' or 'minmax', got {normalize!r}")
+    cut = cut[:, None, None]
+    if comparison == "ge":
+        return maps >= cut
+    if comparison == "gt":
+        return maps > cut
+    raise ValueError(f"comparison must be 'ge' or 'gt', got {comparison!r}")
+
+
+def argmax_points(maps: torch.Tensor) -> torch.Tensor:
+    """(x, y) of each map's maximum [N, 2] (first in raster order on ties)."""
+    width = maps.shape[-1]
+    index = maps.flatten(1).argmax(dim=1)
+    return torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], dim=1)

@@ -1,0 +1,75 @@
+"""Model registry: `create_model(cfg)` returns a ready-to-explain classifier and what the rest of
+the pipeline needs to know about it (input normalization, default target layer, scoring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+
+@dataclass
+class LoadedModel:
+    """A classifier in eval mode plus its protocol facts.
+
+    target_layer: dotted module name whose output the CAM methods explain.
+    mean/std: per-channel input normalization on [0, 1] RGB.
+    multilabel: scores are independent sigmoids (VOC/COCO heads) rather than a softmax.
+    """
+
+    module: nn.Module
+    name: str
+    target_layer: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    num_classes: int
+    multilabel: bool = False
+    weights: str = ""
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
+
+
+ModelBuilder = Callable[[Any], LoadedModel]
+MODELS: Registry[ModelBuilder] = Registry("model", "wsl_bench.models.zoo")
+
+
+def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register `builder(cfg) -> LoadedModel` under `name` (the `model.name` config value)."""
+    return MODELS.decorator(name)
+
+
+def create_model(cfg: Any) -> LoadedModel:
+    """Build the model described by the `model` config node, in eval mode, on CPU. The target
+    layer name is checked here, before any compute, and candidates are listed on a typo."""
+    loaded = MODELS.get(cfg.name)(cfg)
+    if cfg.get("target_layer"):
+        loaded.target_layer = cfg.target_layer
+    resolve_layer(loaded.module, loaded.target_layer)
+    loaded.module.eval()
+    return loaded
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
+    """The submodule named by a dotted path (`layer4`, `features.29`), or the module itself."""
+    if isinstance(layer, nn.Module):
+        return layer
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        candidates = _layer_candidates(model)
+        raise ConfigError(
+            f"target layer {layer!r} not found in {type(model).__name__}; "
+            f"set model.target_layer= to one of: {', '.join(candidates)}"
+        )
+    return modules[layer]
+
+
+def _layer_candidates(model: nn.Module, limit: int = 25) -> list[str]:
+    """Top-level children and their direct children: where CAM target layers usually are."""
+    names = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
+    return names[-limit:]

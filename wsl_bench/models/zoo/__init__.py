@@ -1,0 +1,1 @@
+"""Built-in models; each module registers itself with `register_model`."""
