@@ -1,0 +1,79 @@
+"""Shared machinery of perturbation methods: scoring many perturbed copies of a batch with
+batched forward passes under inference mode, in chunks of bounded size."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def target_scores_of(
+    model: nn.Module,
+    make_inputs: Callable[[int, int], torch.Tensor],
+    n_inputs: int,
+    image_index: torch.Tensor,
+    targets: torch.Tensor,
+    chunk_size: int,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Target scores of `n_inputs` perturbed images, computed `chunk_size` at a time.
+
+    make_inputs(start, stop) -> [stop - start, 3, H, W]: the perturbed inputs start..stop-1.
+    image_index [n_inputs]: which original image each perturbed input comes from.
+    targets [B, T]: classes to read off for each original image.
+    transform: applied to logits before reading (e.g. softmax); None keeps the logits.
+    Returns [n_inputs, T]."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, n_inputs, chunk_size):
+            stop = min(start + chunk_size, n_inputs)
+            logits = model(make_inputs(start, stop))
+            if transform is not None:
+                logits = transform(logits)
+            out.append(logits.gather(1, targets[image_index[start:stop]]))
+    return torch.cat(out) if out else targets.new_zeros((0, targets.shape[1]), dtype=torch.float32)
+
+
+def occlusion_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    patch: int = 45,
+    stride: int = 1,
+    fill: float | torch.Tensor = 0.0,
+    chunk_size: int = 64,
+) -> torch.Tensor:
+    """Sliding-window occlusion (Zeiler & Fergus, ECCV 2014): for each window position, the drop
+    in the target's logit when a patch x patch square of the input is replaced by `fill`.
+
+    images [B, 3, H, W] (normalized), targets [B, T]. `fill` is in the normalized input space
+    (0.0 = the dataset mean, i.e. "gray", for mean/std-normalized inputs); a [3] tensor gives a
+    per-channel value. Windows start at 0, stride, ... while they fit inside the image.
+    Returns the occlusion grid [B, T, n_y, n_x], value = score(original) - score(occluded)."""
+    batch, _, height, width = images.shape
+    if patch > min(height, width):
+        raise ValueError(f"occlusion patch {patch} is larger than the input {height}x{width}")
+    ys = torch.arange(0, height - patch + 1, stride, device=images.device)
+    xs = torch.arange(0, width - patch + 1, stride, device=images.device)
+    n_pos = len(ys) * len(xs)
+    fill_value = torch.as_tensor(fill, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
+    with torch.inference_mode():
+        base = model(images).gather(1, targets)  # [B, T]
+    rows = torch.arange(height, device=images.device)
+    cols = torch.arange(width, device=images.device)
+
+    def make_inputs(start: int, stop: int) -> torch.Tensor:
+        index = torch.arange(start, stop, device=images.device)
+        image_of, pos = index // n_pos, index % n_pos
+        y0, x0 = ys[pos // len(xs)], xs[pos % len(xs)]
+        inside_y = (rows[None, :] >= y0[:, None]) & (rows[None, :] < y0[:, None] + patch)
+        inside_x = (cols[None, :] >= x0[:, None]) & (cols[None, :] < x0[:, None] + patch)
+        window = (inside_y[:, :, None] & inside_x[:, None, :])[:, None]  # [n, 1, H, W]
+        return torch.where(window, fill_value, images[image_of])
+
+    image_index = torch.arange(batch * n_pos, device=images.device) // n_pos
+    occluded = target_scores_of(model, make_inputs, batch * n_pos, image_index, targets, chunk_size)
+    drop = base[:, None, :] - occluded.view(batch, n_pos, -1)  # [B, n_pos, T]
+    return drop.permute(0, 2, 1).reshape(batch, targets.shape[1], len(ys), len(xs))
