@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from .data import AnnotatedImages, Batch, DecodedImages, ProtocolTransform, Sample, build_dataset, collate_samples
 from .errors import ConfigError, UserError
-from .methods import Explainer
+from .methods import Explainer, method_from_config
 from .metrics.maps import to_original_size
 from .metrics.protocol import LocalizationProtocol, PointingProtocol, score_maps
 from .models import LoadedModel, create_model
@@ -54,12 +54,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def method_settings(cfg: DictConfig) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    """Method names in the order given and each method's params, from the `method` group."""
+    """Method names in the order given and each method's params, from the `method` group.
+    A yaml's `module:` / `_target_:` (an out-of-tree method) is imported and registered here."""
     if not cfg.get("method"):
         raise ConfigError("no method selected; add e.g. method=gradcam")
     names, params = [], {}
     for key, node in cfg.method.items():
-        name = node.get("name", key)
+        name = method_from_config(key, node)
         names.append(name)
         node_params = node.get("params")
         params[name] = OmegaConf.to_container(node_params, resolve=True) if node_params else {}

@@ -2,9 +2,11 @@
 method and every target, then each method's rule turns what that pass produced into maps.
 
 A method is a function `fn(p: Pass, **params) -> Tensor[B, T, h, w]` registered by name with
-what it needs from the pass (`layer_grads`, `input_grads`). Gradient methods requested together
-share one backward; several targets per image share one forward, and the backward is batched over
-targets with `torch.autograd.grad(..., is_grads_batched=True)`.
+what it needs from the pass (`layer_grads`, `input_grads`, `guided_input_grads`). Gradient methods
+requested together share one backward; several targets per image share one forward, and the
+backward is batched over targets with `torch.autograd.grad(..., is_grads_batched=True)`.
+Guided backpropagation needs a modified backward (the ReLU rule), so the guided family
+(guided_backprop, guided_gradcam) shares one extra forward/backward of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import importlib
+import inspect
+import importlib.util
+import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +37,7 @@ class Pass:
     activations: [B, C, h, w] output of the target layer.
     layer_grads: [B, T, C, h, w] d logit[target] / d activations (None if no method needs it).
     input_grads: [B, T, 3, H, W] d logit[target] / d images (None if no method needs it).
+    guided_input_grads: [B, T, 3, H, W] the same through guided backpropagation's ReLU rule.
     model / layer: for methods that run their own (perturbation) forwards.
     """
 
@@ -40,6 +49,7 @@ class Pass:
     activations: torch.Tensor
     layer_grads: torch.Tensor | None = None
     input_grads: torch.Tensor | None = None
+    guided_input_grads: torch.Tensor | None = None
     cache: dict[str, Any] = field(default_factory=dict)  # shared derived tensors, per pass
 
     @property
@@ -51,21 +61,45 @@ class Pass:
 MethodFn = Callable[..., torch.Tensor]
 
 
+def weighted_channels(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+    """sum_k weights[b, t, k] * activations[b, k] -> [B, T, h, w] (the CAM linear combination)."""
+    return torch.einsum("btk,bkhw->bthw", weights, activations)
+
+
+def reduce_channels(grads: torch.Tensor, how: str) -> torch.Tensor:
+    """Input-space attributions [B, T, 3, H, W] -> maps [B, T, H, W].
+
+    max_abs: max over colour channels of |g| (Simonyan et al. 2014, Sec. 3.1; TorchRay).
+    abs_sum: sum of |g| over channels. sum: plain sum over channels."""
+    if how == "max_abs":
+        return grads.abs().amax(dim=2)
+    if how == "abs_sum":
+        return grads.abs().sum(dim=2)
+    if how == "sum":
+        return grads.sum(dim=2)
+    raise ConfigError(f"channel_reduce must be max_abs, abs_sum or sum, got {how!r}")
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method: its rule and what it needs from the shared pass."""
+    """A registered method: its rule and what it needs from the shared pass.
+
+    needs_layer_grads / needs_input_grads: served by the one shared backward.
+    needs_guided_input_grads: served by the guided pass (one extra forward/backward with the
+    guided-backpropagation ReLU rule), shared by every method of the guided family."""
 
     name: str
     fn: MethodFn
     needs_layer_grads: bool = False
     needs_input_grads: bool = False
+    needs_guided_input_grads: bool = False
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "wsl_bench.methods.builtin")
 
 
 def register_method(
-    name: str, *, layer_grads: bool = False, input_grads: bool = False
+    name: str, *, layer_grads: bool = False, input_grads: bool = False, guided_input_grads: bool = False
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn(p: Pass, **params) -> Tensor[B, T, h, w]` as method `name`.
 
@@ -73,10 +107,64 @@ def register_method(
     yaml's `module:`), and the method is available to `explain()` and the CLI."""
 
     def wrap(fn: MethodFn) -> MethodFn:
-        METHODS.register(name, MethodSpec(name, fn, layer_grads, input_grads))
+        spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads)
+        METHODS.register(name, spec)
+        fn.method_spec = spec  # type: ignore[attr-defined]  # lets a yaml `_target_` reuse the flags
         return fn
 
     return wrap
+
+
+def import_user_module(module: str) -> None:
+    """Import a module named in a method yaml: a dotted module name on sys.path, or a .py file."""
+    if module.endswith(".py"):
+        path = Path(module).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"method module file {path} not found; fix the method yaml's module:")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = loaded
+        spec.loader.exec_module(loaded)
+        return
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"method module {module!r} cannot be imported ({exc}); put it on PYTHONPATH or give a .py path") from None
+
+
+def method_from_config(key: str, node: Mapping[str, Any]) -> str:
+    """Make the method a `conf/method/*.yaml` node describes available; returns its name.
+
+    `module:` (dotted name or .py path) is imported first, so a `@register_method` in it takes
+    effect. `_target_:` ("pkg.module.fn") registers that function under `name`; its needs come
+    from its `@register_method` flags or from the yaml's `layer_grads` / `input_grads` /
+    `guided_input_grads` booleans."""
+    name = str(node.get("name", key))
+    if node.get("module"):
+        import_user_module(str(node["module"]))
+    target = node.get("_target_")
+    if target:
+        module_name, _, attr = str(target).rpartition(".")
+        if not module_name:
+            raise ConfigError(f"method {name}: _target_ {target!r} must be 'module.function'")
+        import_user_module(module_name)
+        fn = getattr(sys.modules[module_name], attr, None)
+        if not callable(fn):
+            raise ConfigError(f"method {name}: {target!r} is not a function")
+        flags = getattr(fn, "method_spec", None)
+        METHODS.register(
+            name,
+            MethodSpec(
+                name,
+                fn,
+                bool(node.get("layer_grads", flags.needs_layer_grads if flags else False)),
+                bool(node.get("input_grads", flags.needs_input_grads if flags else False)),
+                bool(node.get("guided_input_grads", flags.needs_guided_input_grads if flags else False)),
+            ),
+        )
+    METHODS.get(name)  # unknown name: one clear error listing the available methods
+    return name
 
 
 @contextmanager
@@ -97,17 +185,22 @@ def frozen_for_explanation(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def capture_output(layer: nn.Module, detach: bool) -> Iterator[dict[str, torch.Tensor]]:
+def capture_output(layer: nn.Module, detach: bool, grad_after: bool = False) -> Iterator[dict[str, torch.Tensor]]:
     """Forward hook storing the layer's output under "activations" (hook always removed).
 
     detach=True makes the stored tensor a fresh leaf, so the autograd graph (and the backward)
     covers only the layers after the target layer. A clone goes on down the network so that an
-    in-place op after the layer (e.g. ReLU(inplace=True)) cannot modify the stored activations."""
+    in-place op after the layer (e.g. ReLU(inplace=True)) cannot modify the stored activations.
+    grad_after=True switches gradient recording on at the layer: the caller runs the forward
+    under no_grad, so the layers before the target layer run (and free memory) as in inference,
+    and the caller's no_grad context restores the mode when the forward ends."""
     store: dict[str, torch.Tensor] = {}
 
     def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor):
             raise ConfigError(f"target layer {type(_module).__name__} returns {type(output).__name__}, not a tensor; choose another model.target_layer")
+        if grad_after:
+            torch.set_grad_enabled(True)  # called as a function: stays on for the rest of the forward
         activations = output.detach().requires_grad_(True) if detach else output
         store["activations"] = activations
         return activations.clone()
@@ -117,6 +210,62 @@ def capture_output(layer: nn.Module, detach: bool) -> Iterator[dict[str, torch.T
         yield store
     finally:
         handle.remove()
+
+
+# Rectifiers the guided-backpropagation rule applies to (ReLU6 = min(ReLU, 6): the same rule).
+RECTIFIERS = (nn.ReLU, nn.ReLU6)
+
+
+@contextmanager
+def guided_relu_rule(model: nn.Module) -> Iterator[int]:
+    """Guided backpropagation's backward rule at every nn.ReLU / nn.ReLU6 module (Springenberg
+    et al. 2015, Eq. for R^l): the gradient arriving at a rectifier's output is clamped to its
+    positive part, then the rectifier's own backward keeps it only where the forward passed
+    (x > 0, and x < 6 for ReLU6). Forward hooks add a tensor hook on each output; all hooks are
+    removed on exit, also on an exception. Functional relu calls are not seen: the rectifiers
+    must be modules (as in torchvision and timm models); yields how many were found."""
+    rectifiers = [m for m in model.modules() if isinstance(m, RECTIFIERS)]
+    if not rectifiers:
+        raise ConfigError(
+            f"guided backpropagation needs nn.ReLU / nn.ReLU6 modules; {type(model).__name__} has none "
+            "(functional relu or other activations); use method=gradient instead"
+        )
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: grad.clamp(min=0))
+
+    handles = [m.register_forward_hook(hook) for m in rectifiers]
+    try:
+        yield len(rectifiers)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def guided_input_grads(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, H, W] guided-backpropagation gradients of the target logits w.r.t. the input:
+    one forward and one backward batched over targets, with the guided ReLU rule."""
+    inputs = images.detach().clone().requires_grad_(True)
+    with frozen_for_explanation(model), torch.enable_grad(), guided_relu_rule(model):
+        logits = model(inputs)
+        (grads,) = grads_per_target(logits.gather(1, targets), [inputs])
+    return grads
+
+
+def layer_grads_of(
+    model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One more forward/backward at `layer` for other inputs (e.g. noisy copies): returns
+    (logits [B, K], activations [B, C, h, w], layer grads [B, T, C, h, w])."""
+    with frozen_for_explanation(model), torch.no_grad():
+        with capture_output(layer, detach=True, grad_after=True) as store:
+            logits = model(images.detach())
+    if "activations" not in store:
+        raise ConfigError("the target layer was not run in the forward pass; choose another model.target_layer")
+    activations = store["activations"]
+    (grads,) = grads_per_target(logits.gather(1, targets), [activations])
+    return logits.detach(), activations.detach(), grads
 
 
 def grads_per_target(
@@ -135,6 +284,19 @@ def grads_per_target(
     grad_outputs = selector[:, None, :].expand(n_targets, batch, n_targets)
     grads = torch.autograd.grad(target_scores, inputs, grad_outputs=grad_outputs, is_grads_batched=True)
     return [g.transpose(0, 1) for g in grads]
+
+
+def check_params(spec: MethodSpec, params: Mapping[str, Any]) -> None:
+    """A misspelled method param fails here, before any compute, naming the accepted ones."""
+    signature = inspect.signature(spec.fn)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return
+    accepted = [n for n in list(signature.parameters)[1:]]
+    unknown = sorted(set(params) - set(accepted))
+    if unknown:
+        raise ConfigError(
+            f"method {spec.name}: unknown param(s) {', '.join(unknown)}; accepted: {', '.join(accepted) or 'none'}"
+        )
 
 
 class Explainer:
@@ -157,8 +319,11 @@ class Explainer:
         self.layer = resolve_layer(model, target_layer)
         self.specs = [METHODS.get(name) for name in methods]
         self.params = {name: dict((params or {}).get(name, {})) for name in methods}
+        for spec in self.specs:
+            check_params(spec, self.params[spec.name])
         self.needs_layer_grads = any(s.needs_layer_grads for s in self.specs)
         self.needs_input_grads = any(s.needs_input_grads for s in self.specs)
+        self.needs_guided_input_grads = any(s.needs_guided_input_grads for s in self.specs)
         self._state: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -166,9 +331,11 @@ class Explainer:
         images = images.detach()
         if self.needs_input_grads:
             images = images.clone().requires_grad_(True)
-        needs_graph = self.needs_layer_grads or self.needs_input_grads
-        with frozen_for_explanation(self.model), torch.set_grad_enabled(needs_graph):
-            with capture_output(self.layer, detach=not self.needs_input_grads) as store:
+        # Input gradients need the whole graph; layer gradients only the part after the layer,
+        # so the layers before it run without recording (inference speed and memory).
+        layer_only = self.needs_layer_grads and not self.needs_input_grads
+        with frozen_for_explanation(self.model), torch.set_grad_enabled(self.needs_input_grads):
+            with capture_output(self.layer, detach=not self.needs_input_grads, grad_after=layer_only) as store:
                 logits = self.model(images)
         if "activations" not in store:
             raise ConfigError("the target layer was not run in the forward pass; choose another model.target_layer")
@@ -195,6 +362,8 @@ class Explainer:
                 p.layer_grads = grads.pop(0)
             if self.needs_input_grads:
                 p.input_grads = grads.pop(0)
+        if self.needs_guided_input_grads:
+            p.guided_input_grads = guided_input_grads(self.model, p.images, targets)
         out = {}
         with frozen_for_explanation(self.model):
             for spec in self.specs:

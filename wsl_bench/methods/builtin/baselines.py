@@ -1,0 +1,37 @@
+"""Baselines that look at nothing: a centered Gaussian (the center-bias baseline of the pointing
+game, Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016, Sec. 5.1)
+and seeded uniform noise."""
+
+from __future__ import annotations
+
+import torch
+
+from ..core import Pass, register_method
+
+
+@register_method("center")
+def center(p: Pass, sigma: float = 0.25) -> torch.Tensor:
+    """exp(-((y - cy)^2 / (2 (sigma H)^2) + (x - cx)^2 / (2 (sigma W)^2))) on the input grid,
+    centered at ((H - 1) / 2, (W - 1) / 2): its maximum is the image center (the central pixel
+    for odd sizes, the central 2 x 2 block for even ones). Returns [B, T, H, W]."""
+    batch, _, height, width = p.images.shape
+    ys = torch.arange(height, dtype=torch.float32, device=p.images.device) - (height - 1) / 2
+    xs = torch.arange(width, dtype=torch.float32, device=p.images.device) - (width - 1) / 2
+    gauss = torch.exp(-(ys[:, None] ** 2) / (2 * (sigma * height) ** 2) - xs[None, :] ** 2 / (2 * (sigma * width) ** 2))
+    return gauss.expand(batch, p.targets.shape[1], height, width)
+
+
+@register_method("random")
+def random(p: Pass, seed: int = 0, grid: str = "layer") -> torch.Tensor:
+    """Uniform [0, 1) noise, independently per image and target, from a generator seeded with
+    `seed` (the same batch gives the same maps). grid=layer: the target layer's grid (like a
+    CAM); grid=input: the input's pixels. Returns [B, T, h, w]."""
+    batch, n_targets = p.targets.shape
+    if grid == "layer":
+        size = p.activations.shape[-2:]
+    elif grid == "input":
+        size = p.images.shape[-2:]
+    else:
+        raise ValueError(f"random: grid must be 'layer' or 'input', got {grid!r}")
+    generator = torch.Generator(device=p.images.device).manual_seed(seed)
+    return torch.rand((batch, n_targets, *size), generator=generator, device=p.images.device)

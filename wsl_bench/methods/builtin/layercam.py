@@ -1,0 +1,15 @@
+"""LayerCAM: Jiang et al., "LayerCAM: Exploring Hierarchical Class Activation Maps for
+Localization", IEEE TIP 30, 2021, Eq. 5-7."""
+
+from __future__ import annotations
+
+import torch
+
+from ..core import Pass, register_method
+
+
+@register_method("layercam", layer_grads=True)
+def layercam(p: Pass) -> torch.Tensor:
+    """Spatial weights w^kc_ij = ReLU(d y^c / d A^k_ij) (Eq. 5); M^c = ReLU(sum_k w^kc (.) A^k)
+    (Eq. 6-7). Returns [B, T, h, w]."""
+    return torch.relu((torch.relu(p.layer_grads) * p.activations.unsqueeze(1)).sum(dim=2))

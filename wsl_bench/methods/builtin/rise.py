@@ -1,0 +1,65 @@
+"""RISE: Petsiuk et al., "RISE: Randomized Input Sampling for Explanation of Black-box Models",
+BMVC 2018, Sec. 3 (Eq. 6 and the mask generation procedure)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..core import Pass, register_method
+
+
+def rise_masks(n_masks: int, cells: int, prob: float, size: tuple[int, int], seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded low-resolution binary grids [N, 1, s, s] (1 with probability p) and shifts
+    [N, 2]; upsample_masks turns a slice of them into masks. Cheap: kept for the whole run."""
+    generator = torch.Generator().manual_seed(seed)
+    grids = (torch.rand(n_masks, 1, cells, cells, generator=generator) < prob).float()
+    cell_h, cell_w = math.ceil(size[0] / cells), math.ceil(size[1] / cells)
+    shifts = torch.stack(
+        [torch.randint(0, cell_h, (n_masks,), generator=generator), torch.randint(0, cell_w, (n_masks,), generator=generator)], dim=1
+    )
+    return grids.to(device), shifts.to(device)
+
+
+def upsample_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of s x s grids to (s + 1) C_H x (s + 1) C_W, then an H x W crop at each
+    mask's shift (0 <= shift < C). C = ceil(H / s): the paper writes floor, with which a shifted
+    crop need not fit; the authors' code uses ceil. Returns [n, 1, H, W]."""
+    cells = grids.shape[-1]
+    cell_h, cell_w = math.ceil(size[0] / cells), math.ceil(size[1] / cells)
+    up = F.interpolate(grids, size=((cells + 1) * cell_h, (cells + 1) * cell_w), mode="bilinear", align_corners=False)
+    rows = shifts[:, 0, None] + torch.arange(size[0], device=grids.device)  # [n, H]
+    cols = shifts[:, 1, None] + torch.arange(size[1], device=grids.device)  # [n, W]
+    index = torch.arange(len(grids), device=grids.device)[:, None, None]
+    return up[index, 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+
+@register_method("rise")
+def rise(
+    p: Pass, n_masks: int = 1000, cells: int = 7, prob: float = 0.5, seed: int = 0, batch_size: int = 64, score: str = "softmax"
+) -> torch.Tensor:
+    """S_{I,f}(lambda) = 1 / (E[M] N) sum_i f(I (.) M_i) M_i(lambda) (Eq. 6), E[M] = prob, with N
+    random masks: s x s binary grids (s = cells, 1 with probability prob) bilinearly upsampled
+    and randomly shifted. f = the target's softmax probability (score=softmax, as in the paper;
+    sigmoid for multi-label heads, logit for the raw score). The paper uses N = 4000 (and 8000
+    for VGG); the default 1000 keeps CPU runs short. Masks are seeded (the same for every
+    image), multiply the normalized input (masked pixels become the dataset mean, as in the
+    authors' code), and run batched under inference mode, batch_size inputs at a time, one
+    forward serving all targets. Returns [B, T, H, W]."""
+    transforms = {"softmax": lambda x: torch.softmax(x, dim=1), "sigmoid": torch.sigmoid, "logit": lambda x: x}
+    if score not in transforms:
+        raise ValueError(f"rise: score must be one of {sorted(transforms)}, got {score!r}")
+    batch, _, height, width = p.images.shape
+    grids, shifts = rise_masks(n_masks, cells, prob, (height, width), seed, p.images.device)
+    saliency = torch.zeros(batch, p.targets.shape[1], height, width, device=p.images.device)
+    per_chunk = max(1, batch_size // batch)  # masks per chunk: batch * per_chunk inputs
+    with torch.inference_mode():
+        for start in range(0, n_masks, per_chunk):
+            masks = upsample_masks(grids[start : start + per_chunk], shifts[start : start + per_chunk], (height, width))
+            inputs = (p.images[:, None] * masks[None]).flatten(0, 1)  # [B * m, 3, H, W], image-major
+            probs = transforms[score](p.model(inputs)).view(batch, len(masks), -1)  # [B, m, K]
+            scores = probs.gather(2, p.targets[:, None, :].expand(-1, len(masks), -1))  # [B, m, T]
+            saliency += torch.einsum("bmt,mhw->bthw", scores, masks[:, 0])
+    return saliency / (n_masks * prob)
