@@ -298,3 +298,21 @@ def test_hooks_flags_and_mode_restored_after_an_exception(tiny):
 def test_unknown_method_param_fails_before_compute(tiny):
     with pytest.raises(ConfigError, match="unknown param.*patchsize.*accepted: patch"):
         Explainer(tiny, "features.3", ["occlusion"], {"occlusion": {"patchsize": 3}})
+
+
+def test_method_yaml_module_and_target_errors_are_clear(tmp_path, monkeypatch):
+    from wsl_bench.methods import method_from_config
+
+    with pytest.raises(ConfigError, match="method module 'not_there_cams' cannot be imported"):
+        method_from_config("mine", {"name": "mine", "module": "not_there_cams"})
+    with pytest.raises(ConfigError, match="not found"):
+        method_from_config("mine", {"module": str(tmp_path / "missing.py")})
+    with pytest.raises(ConfigError, match="method 'nosuch' is unknown; available: ablationcam"):
+        method_from_config("nosuch", {})
+    (tmp_path / "user_cams_file.py").write_text(
+        "import torch\n\ndef flat(p, value: float = 1.0):\n    return torch.full_like(p.activations[:, :1], value).expand(-1, p.targets.shape[1], -1, -1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = method_from_config("flat", {"name": "flat", "_target_": "user_cams_file.flat", "layer_grads": True})
+    assert name == "flat" and METHODS.get("flat").needs_layer_grads
+    assert method_from_config("flat2", {"name": "flat2", "module": str(tmp_path / "user_cams_file.py"), "_target_": "user_cams_file.flat"}) == "flat2"

@@ -256,11 +256,16 @@ def _explain_batch(
     classes = targets.classes.to(device)
     maps = explainer.maps(classes)
     probs = context["probabilities"](logits).gather(1, classes).cpu()
+    # Methods differ in resolution (layer grid vs input pixels): score each resolution apart.
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for method, m in maps.items():
+        by_shape.setdefault(tuple(m.shape[2:]), []).append(method)
     rows = []
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])
-        per_image = {method: m[i, :n] for method, m in maps.items()}
-        rows.extend(build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context))
+        for group in by_shape.values():
+            per_image = {method: maps[method][i, :n] for method in group}
+            rows.extend(build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context))
     return rows
 
 
