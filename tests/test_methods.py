@@ -64,6 +64,16 @@ CHEAP = {
 PIXEL_METHODS = {"gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center"}
 
 
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """Methods a test registers do not outlive it."""
+    METHODS.names()
+    before = dict(METHODS._entries)
+    yield
+    METHODS._entries.clear()
+    METHODS._entries.update(before)
+
+
 @pytest.fixture
 def tiny() -> TinyCNN:
     torch.manual_seed(1)
@@ -307,7 +317,7 @@ def test_method_yaml_module_and_target_errors_are_clear(tmp_path, monkeypatch):
         method_from_config("mine", {"name": "mine", "module": "not_there_cams"})
     with pytest.raises(ConfigError, match="not found"):
         method_from_config("mine", {"module": str(tmp_path / "missing.py")})
-    with pytest.raises(ConfigError, match="method 'nosuch' is unknown; available: ablationcam"):
+    with pytest.raises(ConfigError, match="method 'nosuch' is unknown; available: ablationcam, cam, center"):
         method_from_config("nosuch", {})
     (tmp_path / "user_cams_file.py").write_text(
         "import torch\n\ndef flat(p, value: float = 1.0):\n    return torch.full_like(p.activations[:, :1], value).expand(-1, p.targets.shape[1], -1, -1)\n"
