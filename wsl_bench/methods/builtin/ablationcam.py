@@ -1,5 +1,5 @@
 """Ablation-CAM: Desai & Ramaswamy, "Ablation-CAM: Visual Explanations for Deep Convolutional
-Network via Gradient-free Localization", WACV 2020, Eq. 3-4."""
+Network via Gradient-free Localization", WACV 2020, Sec. 3."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _run_with_layer_output(model: nn.Module, layer: nn.Module, images: torch.Ten
 
 @register_method("ablationcam")
 def ablationcam(p: Pass, batch_size: int = 64, rerun: str = "suffix") -> torch.Tensor:
-    """slope_k^c = (y^c - y_k^c) / y^c (Eq. 3), y_k^c the target logit with channel k of the
-    target layer set to zero; L^c = ReLU(sum_k slope_k^c A^k) (Eq. 4).
+    """slope_k^c = (y^c - y_k^c) / y^c, y_k^c the target logit with channel k of the
+    target layer set to zero; L^c = ReLU(sum_k slope_k^c A^k).
 
     The ablated forwards run batched under inference mode, `batch_size` at a time; one serves
     all T targets. An all-zero channel is unchanged by ablation, so its slope is exactly 0 and

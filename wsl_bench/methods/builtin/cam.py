@@ -29,7 +29,7 @@ def _classifier(p: Pass, name: str) -> nn.Linear:
 
 @register_method("cam")
 def cam(p: Pass, classifier: str = "", tolerance: float = 1e-3) -> torch.Tensor:
-    """M_c(x, y) = sum_k w_k^c f_k(x, y) (Eq. 1-2): the target class's weights of the linear layer
+    """M_c(x, y) = sum_k w_k^c f_k(x, y) (Sec. 2): the target class's weights of the linear layer
     after global average pooling, applied to the target layer's channels. No ReLU (the paper
     has none), so maps can be negative.
 

@@ -11,7 +11,7 @@ from ..core import Pass, register_method
 @register_method("eigencam")
 def eigencam(p: Pass, center: bool = False) -> torch.Tensor:
     """The projection of the target layer's activations on their first principal component:
-    with O the activations as a (h*w) x C matrix and O = U S V^T its SVD, L = O v_1 (Eq. 5-6).
+    with O the activations as a (h*w) x C matrix and O = U S V^T its SVD, L = O v_1.
     The paper factorizes O itself (center=false); center=true subtracts the per-channel mean
     first (a PCA proper, as some implementations do).
 

@@ -1,6 +1,6 @@
 """Grad-CAM: Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via
 Gradient-based Localization", ICCV 2017 (arXiv 1610.02391), Eq. 1-2; and its counterfactual
-variant (Sec. 5.4, "Counterfactual Explanations")."""
+variant (the paper's "Counterfactual Explanations")."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def gradcam(p: Pass) -> torch.Tensor:
 
 @register_method("gradcam_neg", layer_grads=True)
 def gradcam_neg(p: Pass) -> torch.Tensor:
-    """Counterfactual Grad-CAM (Sec. 5.4): the weights are those of Eq. 1 with negated
+    """Counterfactual Grad-CAM: the weights are those of Eq. 1 with negated
     gradients, alpha_k^c = (1/Z) sum_ij -d y^c / d A^k_ij; L = ReLU(sum_k alpha_k^c A^k): the
     regions whose removal would make the network more confident in c."""
     return torch.relu(weighted_channels(-gradcam_weights(p), p.activations))

@@ -1,5 +1,5 @@
 """Grad-CAM++: Chattopadhyay et al., "Grad-CAM++: Generalized Gradient-based Visual Explanations
-for Deep Convolutional Networks", WACV 2018 (arXiv 1710.11063), Eq. 9, 10, 19; and
+for Deep Convolutional Networks", WACV 2018 (arXiv 1710.11063), Sec. 3; and
 Smooth Grad-CAM++: Omeiza et al., "Smooth Grad-CAM++: An Enhanced Inference Level Visualization
 Technique for Deep Convolutional Neural Network Models", arXiv 1908.01224 (2019), Sec. 3."""
 
@@ -13,8 +13,8 @@ from ..core import Pass, layer_grads_of, register_method, weighted_channels
 def gradcampp_map(
     activations: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, d3: torch.Tensor, scale: torch.Tensor | None
 ) -> torch.Tensor:
-    """ReLU(sum_k w_k^c A^k) with alpha = d2 / (2 d2 + sum_ab A_ab d3) (Eq. 19; 0 where the
-    denominator is 0, as in the authors' code) and w_k^c = sum_ij alpha_ij ReLU(d1_ij) (Eq. 9).
+    """ReLU(sum_k w_k^c A^k) with alpha = d2 / (2 d2 + sum_ab A_ab d3) (0 where the
+    denominator is 0, as in the authors. code) and w_k^c = sum_ij alpha_ij ReLU(d1_ij).
 
     d1, d2, d3 [B, T, C, h, w]: first, second and third derivatives of Y^c = exp(S^c) w.r.t. A,
     each divided by exp(S^c) (so exp never overflows); `scale` [B, T] multiplies the weights
@@ -32,7 +32,7 @@ def gradcampp_map(
 @register_method("gradcampp", layer_grads=True)
 def gradcampp(p: Pass, scale_by_exp_score: bool = False) -> torch.Tensor:
     """Grad-CAM++ in the paper's closed form: with Y^c = exp(S^c) and a piecewise-linear network
-    (ReLU), d^2Y/dA^2 = exp(S) g^2 and d^3Y/dA^3 = exp(S) g^3 with g = dS/dA, so (Eq. 19)
+    (ReLU), d^2Y/dA^2 = exp(S) g^2 and d^3Y/dA^3 = exp(S) g^3 with g = dS/dA, so
     alpha_ij^kc = g_ij^2 / (2 g_ij^2 + sum_ab A^k_ab g_ij^3), w_k^c = sum_ij alpha_ij^kc
     ReLU(dY/dA^k_ij) and L^c = ReLU(sum_k w_k^c A^k).
 

@@ -1,5 +1,5 @@
 """RISE: Petsiuk et al., "RISE: Randomized Input Sampling for Explanation of Black-box Models",
-BMVC 2018, Sec. 3 (Eq. 6 and the mask generation procedure)."""
+BMVC 2018, Sec. 3 (the saliency estimate and the mask generation procedure)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def upsample_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, i
 def rise(
     p: Pass, n_masks: int = 1000, cells: int = 7, prob: float = 0.5, seed: int = 0, batch_size: int = 64, score: str = "softmax"
 ) -> torch.Tensor:
-    """S_{I,f}(lambda) = 1 / (E[M] N) sum_i f(I (.) M_i) M_i(lambda) (Eq. 6), E[M] = prob, with N
+    """S_{I,f}(lambda) = 1 / (E[M] N) sum_i f(I (.) M_i) M_i(lambda), E[M] = prob, with N
     random masks: s x s binary grids (s = cells, 1 with probability prob) bilinearly upsampled
     and randomly shifted. f = the target's softmax probability (score=softmax, as in the paper;
     sigmoid for multi-label heads, logit for the raw score). The paper uses N = 4000 (and 8000

@@ -1,5 +1,5 @@
 """XGrad-CAM: Fu et al., "Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation
-of CNNs", BMVC 2020 (arXiv 2008.02312), Eq. 12-13."""
+of CNNs", BMVC 2020 (arXiv 2008.02312), Sec. 3."""
 
 from __future__ import annotations
 
