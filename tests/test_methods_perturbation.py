@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wsl_bench import explain
+from wsl_bench.errors import ConfigError
 from wsl_bench.methods.builtin.rise import rise_masks, upsample_masks
 from wsl_bench.methods.perturbation import occlusion_maps
 
@@ -197,3 +198,17 @@ def test_center_baseline_peaks_at_the_center_and_random_is_seeded():
     again = explain(model, x, torch.tensor([1, 2]), methods=["random"], target_layer="features.3")["random"]
     other = explain(model, x, torch.tensor([1, 2]), methods=["random"], target_layer="features.3", params={"random": {"seed": 1}})["random"]
     assert maps["random"].shape == (2, 8, 9) and torch.equal(maps["random"], again) and not torch.equal(again, other)
+
+
+def test_ablationcam_suffix_mode_explains_a_model_it_cannot_serve():
+    class InputBatchReshape(TinyCNN):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            batch = x.shape[0]
+            return self.fc(self.features(x).reshape(batch, 6, -1).mean(-1))
+
+    model = InputBatchReshape().eval()
+    x, targets = torch.randn(1, 3, 16, 16), torch.tensor([2])
+    with pytest.raises(ConfigError, match="rerun=full"):
+        explain(model, x, targets, methods=["ablationcam"], target_layer="features.3")
+    full = explain(model, x, targets, methods=["ablationcam"], target_layer="features.3", params={"ablationcam": {"rerun": "full"}})
+    assert full["ablationcam"].shape == (1, 8, 8)

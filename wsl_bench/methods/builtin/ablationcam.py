@@ -12,6 +12,12 @@ from ...errors import ConfigError
 from ..core import Pass, register_method, weighted_channels
 
 
+SUFFIX_HINT = (
+    "the layers after the target layer do not follow its batch (they use the input's batch size "
+    "or features from before it); set method.ablationcam.params.rerun=full"
+)
+
+
 def _run_with_layer_output(model: nn.Module, layer: nn.Module, images: torch.Tensor, replace: Any) -> torch.Tensor:
     """model(images) with the target layer's output replaced by replace(output); hook removed."""
     handle = layer.register_forward_hook(lambda _m, _i, output: replace(output))
@@ -49,7 +55,10 @@ def ablationcam(p: Pass, batch_size: int = 64, rerun: str = "suffix") -> torch.T
             if rerun == "suffix":
                 copies = acts[b].expand(len(ks), *acts.shape[1:]).clone()
                 copies[rows, ks] = 0
-                logits = _run_with_layer_output(p.model, p.layer, p.images[b : b + 1], lambda _out: copies)
+                try:
+                    logits = _run_with_layer_output(p.model, p.layer, p.images[b : b + 1], lambda _out: copies)
+                except RuntimeError as exc:  # e.g. a reshape to the input's batch size
+                    raise ConfigError(f"ablationcam: {SUFFIX_HINT} ({str(exc).splitlines()[0][:120]})") from exc
             else:
                 def zero_channel(output: torch.Tensor) -> torch.Tensor:
                     output = output.clone()
@@ -58,10 +67,7 @@ def ablationcam(p: Pass, batch_size: int = 64, rerun: str = "suffix") -> torch.T
 
                 logits = _run_with_layer_output(p.model, p.layer, p.images[b : b + 1].expand(len(ks), -1, -1, -1), zero_channel)
             if logits.shape[0] != len(ks):
-                raise ConfigError(
-                    "ablationcam: the layers after the target layer do not follow its batch "
-                    "(they use features from before it); set method.ablationcam.params.rerun=full"
-                )
+                raise ConfigError(f"ablationcam: {SUFFIX_HINT}")
             ablated[b, :, ks] = logits[:, p.targets[b]].T
     score = p.target_scores[:, :, None]
     slopes = (score - ablated) / score
