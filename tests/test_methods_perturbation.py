@@ -212,3 +212,25 @@ def test_ablationcam_suffix_mode_explains_a_model_it_cannot_serve():
         explain(model, x, targets, methods=["ablationcam"], target_layer="features.3")
     full = explain(model, x, targets, methods=["ablationcam"], target_layer="features.3", params={"ablationcam": {"rerun": "full"}})
     assert full["ablationcam"].shape == (1, 8, 8)
+
+
+@pytest.mark.parametrize("channels,grid", [(8, 2), (3, 3)])  # both Gram-matrix branches
+def test_eigencam_equals_the_svd_projection_up_to_the_fixed_sign(channels, grid):
+    class Const(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.acts = torch.randn(2, channels, grid, grid)
+            self.layer = nn.Identity()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.layer(self.acts).mean((-2, -1))
+
+    model = Const()
+    maps = explain(model, torch.zeros(2, 3, 4, 4), torch.tensor([0, 1]), methods=["eigencam"], target_layer="layer")["eigencam"]
+    matrix = model.acts.flatten(2).transpose(1, 2).double()
+    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
+    reference = (matrix @ vh[:, 0, :, None])[..., 0].view(2, grid, grid).float()
+    torch.testing.assert_close(maps.abs(), reference.abs(), rtol=1e-4, atol=1e-5)
+    mean_act = model.acts.mean(1).flatten(1)
+    for b in range(2):
+        assert torch.corrcoef(torch.stack([maps[b].flatten(), mean_act[b]]))[0, 1] > 0

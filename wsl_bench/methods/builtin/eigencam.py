@@ -19,12 +19,19 @@ def eigencam(p: Pass, center: bool = False) -> torch.Tensor:
     correlates negatively with the mean activation over channels (ties: when its sum is
     negative). Class-agnostic: the same map for every target. Returns [B, T, h, w]."""
     batch, channels, height, width = p.activations.shape
-    matrix = p.activations.flatten(2).transpose(1, 2).double()  # [B, hw, C]
+    matrix = p.activations.flatten(2).transpose(1, 2).double()  # O: [B, hw, C]
     if center:
         matrix = matrix - matrix.mean(dim=1, keepdim=True)
-    _, _, vh = torch.linalg.svd(matrix, full_matrices=False)
-    projection = matrix @ vh[:, 0, :, None]  # [B, hw, 1]
-    projection = projection[..., 0]
+    # O v_1 from the smaller Gram matrix: v_1 is the top eigenvector of O^T O (C x C), and
+    # O v_1 = s_1 u_1 with u_1, s_1^2 the top eigenpair of O O^T (hw x hw). Same projection as a
+    # full SVD of O (up to sign), at a fraction of its cost.
+    if height * width <= channels:
+        eigenvalues, eigenvectors = torch.linalg.eigh(matrix @ matrix.transpose(1, 2))
+        projection = eigenvectors[:, :, -1] * eigenvalues[:, -1:].clamp(min=0).sqrt()  # [B, hw]
+    else:
+        _, eigenvectors = torch.linalg.eigh(matrix.transpose(1, 2) @ matrix)
+        projection = matrix @ eigenvectors[:, :, -1:]  # [B, hw, 1]
+        projection = projection[..., 0]
     mean_act = p.activations.flatten(2).mean(dim=1).double()  # [B, hw]
     covariance = ((projection - projection.mean(1, keepdim=True)) * (mean_act - mean_act.mean(1, keepdim=True))).sum(1)
     fallback = torch.where(projection.sum(1) < 0, -1.0, 1.0).to(projection)
