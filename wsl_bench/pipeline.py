@@ -126,7 +126,7 @@ def build_rows(
         scores = score_maps(
             full, class_boxes[start : start + len(chunk)], protocols.loc, protocols.pointing,
             regions=regions[start : start + len(chunk)], energy=protocols.energy, boxacc=protocols.boxacc,
-            boxacc_wanted=[sources[t][0] == "gt" for _, t in chunk],
+            gt_only=[sources[t][0] == "gt" for _, t in chunk],
         )
         for j, (method, t) in enumerate(chunk):
             target = int(targets[t])

@@ -141,11 +141,12 @@ def score_maps(
     regions: list[tuple[str, np.ndarray] | None] | None = None,
     energy: EnergyProtocol | None = None,
     boxacc: BoxAccProtocol | None = None,
-    boxacc_wanted: list[bool] | None = None,
+    gt_only: list[bool] | None = None,
 ) -> MapScores:
     """maps [N, H, W] at original image size; class_boxes[i]: GT boxes [M_i, 4] of map i's class;
     regions[i]: its pointing-game region (pointing_region; None = not scored; when `regions` is
-    None the class boxes are used); boxacc_wanted[i]: run the MaxBoxAcc sweep on map i.
+    None the class boxes are used); gt_only[i]: map i explains a ground-truth target, the only
+maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
     Maps that cannot be scored get no box, a miss, zero energy and no hit at any threshold;
     their status says why."""
     n = maps.shape[0]
@@ -173,12 +174,16 @@ def score_maps(
             point_hit.append(bool(distance_to_mask(points[i], region[1], pointing.tolerance) < pointing.tolerance))
         else:
             point_hit.append(bool(distance_to_boxes(points[i], region[1])[0] < pointing.tolerance))
-    energies = energy_in_boxes(maps, class_boxes, energy.normalize) if energy is not None and energy.enabled else np.full(n, np.nan)
+    wanted = [(gt_only is None or gt_only[i]) and len(class_boxes[i]) > 0 for i in range(n)]
+    energies = np.full(n, np.nan)
+    if energy is not None and energy.enabled and any(wanted):
+        chosen = [i for i in range(n) if wanted[i]]
+        energies[chosen] = energy_in_boxes(maps[chosen], [class_boxes[i] for i in chosen], energy.normalize)
     v1: list[np.ndarray | None] = [None] * n
     v2: list[np.ndarray | None] = [None] * n
     if boxacc is not None:
         for i in range(n):
-            if (boxacc_wanted is None or boxacc_wanted[i]) and len(class_boxes[i]):
+            if wanted[i]:
                 hit1, hit2 = boxacc_hits(maps[i] if status[i] not in _NO_PEAK else None, class_boxes[i], boxacc)
                 v1[i], v2[i] = hit1, hit2.ravel()
     return MapScores(status, boxes, iou, loc_correct, points, point_hit, energies, v1, v2)
