@@ -30,21 +30,17 @@ def energy_in_boxes(maps: torch.Tensor, class_boxes: list[np.ndarray], normalize
     energy inside (NaN where the class has no box, 0 for a map that cannot be scored)."""
     if normalize not in ("minmax", "none"):
         raise ValueError(f"energy normalize must be 'minmax' or 'none', got {normalize!r}")
-    maps = maps.float()
-    status = map_status(maps, "minmax" if normalize == "minmax" else "max")
-    safe = torch.nan_to_num(maps, nan=0.0, posinf=0.0, neginf=0.0)
-    flat = safe.flatten(1)
-    if normalize == "minmax":
-        lo = flat.amin(dim=1, keepdim=True)
-        span = (flat.amax(dim=1, keepdim=True) - lo).clamp_min(torch.finfo(flat.dtype).tiny)
-        flat = (flat - lo) / span
-    else:
+    status = map_status(maps.float(), "minmax" if normalize == "minmax" else "max")
+    flat = torch.nan_to_num(maps.flatten(1).double(), nan=0.0, posinf=0.0, neginf=0.0)
+    if normalize == "none":
         flat = flat.clamp_min(0)
     inside = union_box_masks(class_boxes, maps.shape[1], maps.shape[2], maps.device).flatten(1)
-    total = flat.double().sum(dim=1)
-    share = (flat.double() * inside).sum(dim=1) / total.clamp_min(torch.finfo(torch.float64).tiny)
-    out = share.cpu().numpy()
-    out[np.array([s != OK for s in status])] = 0.0
-    out[(total <= 0).cpu().numpy()] = 0.0
-    out[np.array([len(np.asarray(b).reshape(-1, 4)) == 0 for b in class_boxes], dtype=bool)] = np.nan
-    return out
+    total, total_in = flat.sum(dim=1), (flat * inside).sum(dim=1)
+    if normalize == "minmax":  # sums of (L - min): the scale (max - min) cancels in the share
+        lo = flat.amin(dim=1)
+        total, total_in = total - lo * flat.shape[1], total_in - lo * inside.sum(dim=1)
+    share = (total_in / total.clamp_min(torch.finfo(torch.float64).tiny)).cpu().numpy()
+    share[np.array([s != OK for s in status])] = 0.0
+    share[(total <= 0).cpu().numpy()] = 0.0
+    share[np.array([len(np.asarray(b).reshape(-1, 4)) == 0 for b in class_boxes], dtype=bool)] = np.nan
+    return share

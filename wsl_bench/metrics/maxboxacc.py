@@ -27,6 +27,7 @@ connected-components call, gives every component at every threshold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -80,6 +81,16 @@ def _levels(v: np.ndarray, thresholds: np.ndarray, comparison: str) -> np.ndarra
     raise ValueError(f"comparison must be 'ge' or 'gt', got {comparison!r}")
 
 
+@lru_cache(maxsize=8)
+def _pixel_coords(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raster index and x of every pixel (read-only, cached per shape)."""
+    index = np.arange(height * width, dtype=np.int64)
+    xs = index % width
+    index.flags.writeable = False
+    xs.flags.writeable = False
+    return index, xs
+
+
 def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
     """Slices (here, there) pairing each pixel with its neighbour at (dy, dx)."""
     h, w = a.shape
@@ -102,7 +113,7 @@ def threshold_components(
     n_thr = len(thresholds)
     q = _levels(v, thresholds, comparison)
     size = height * width
-    index = np.arange(size, dtype=np.int64)
+    index, xs = _pixel_coords(height, width)
 
     # Each pixel points to its best neighbour by (level, value, raster index), packed in one
     # int64, or to itself at a local maximum: following pointers never goes down a level. The
@@ -116,7 +127,7 @@ def threshold_components(
     for dy, dx in _OFFSETS[connectivity]:
         here, there = _shifted(key, dy, dx)
         np.maximum(best[here], key[there], out=best[here])
-    parent = best.ravel() & ((1 << index_bits) - 1)
+    parent = (best.ravel() & ((1 << index_bits) - 1)).astype(np.int32 if size < 2**31 else np.int64)
     while True:  # pointer jumping: O(log path length) vectorized rounds
         grand = parent[parent]
         if np.array_equal(grand, parent):
@@ -131,7 +142,6 @@ def threshold_components(
     code = piece.ravel() * (n_thr + 1) + flat_q
     n_codes = n_pieces * (n_thr + 1)
     flat_index = index
-    xs = flat_index % width
     big = size
     count = np.bincount(code, minlength=n_codes).reshape(n_pieces, n_thr + 1)
     first = np.full(n_codes, big, dtype=np.int64)
