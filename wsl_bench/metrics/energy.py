@@ -25,12 +25,15 @@ def union_box_masks(class_boxes: list[np.ndarray], height: int, width: int, devi
     return masks
 
 
-def energy_in_boxes(maps: torch.Tensor, class_boxes: list[np.ndarray], normalize: str = "minmax") -> np.ndarray:
+def energy_in_boxes(
+    maps: torch.Tensor, class_boxes: list[np.ndarray], normalize: str = "minmax", status: list[str] | None = None
+) -> np.ndarray:
     """maps [N, H, W] at original size, class_boxes[i]: inclusive boxes [M_i, 4] -> [N] share of
     energy inside (NaN where the class has no box, 0 for a map that cannot be scored)."""
     if normalize not in ("minmax", "none"):
         raise ValueError(f"energy normalize must be 'minmax' or 'none', got {normalize!r}")
-    status = map_status(maps.float(), "minmax" if normalize == "minmax" else "max")
+    if status is None:
+        status = map_status(maps.float(), "minmax" if normalize == "minmax" else "max")
     flat = torch.nan_to_num(maps.flatten(1).double(), nan=0.0, posinf=0.0, neginf=0.0)
     if normalize == "none":
         flat = flat.clamp_min(0)

@@ -15,7 +15,7 @@ from ..data.sample import ImageEntry
 from ..errors import ConfigError
 from .energy import energy_in_boxes
 from .localization import box_iou_matrix, largest_component_boxes
-from .maps import ALL_ZERO, CONSTANT, NONFINITE, OK, argmax_points, binarize, map_status
+from .maps import ALL_ZERO, CONSTANT, NON_POSITIVE, NONFINITE, OK, argmax_points, binarize, map_status
 from .maxboxacc import BoxAccProtocol, boxacc_hits
 from .pointing import distance_to_boxes, distance_to_mask
 
@@ -178,7 +178,9 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
     energies = np.full(n, np.nan)
     if energy is not None and energy.enabled and any(wanted):
         chosen = [i for i in range(n) if wanted[i]]
-        energies[chosen] = energy_in_boxes(maps[chosen], [class_boxes[i] for i in chosen], energy.normalize)
+        # non-positive maps are not degenerate for the energy (with normalize=none their share is 0)
+        own = [OK if status[i] == NON_POSITIVE else status[i] for i in chosen]
+        energies[chosen] = energy_in_boxes(maps[chosen], [class_boxes[i] for i in chosen], energy.normalize, own)
     v1: list[np.ndarray | None] = [None] * n
     v2: list[np.ndarray | None] = [None] * n
     if boxacc is not None:

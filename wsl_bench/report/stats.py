@@ -54,16 +54,23 @@ class MetricData:
     """One metric of one method over a fixed list of images: per-image sums (sparse [n, G])
     and how they combine; value = scale * reduce(...) + offset (e.g. error = 100 - 100 * acc)."""
 
-    num: sparse.csr_matrix
-    den: sparse.csr_matrix
+    num: sparse.csr_matrix | np.ndarray
+    den: sparse.csr_matrix | np.ndarray
     reduce: Reducer
     scale: float = 100.0
     offset: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Dense sums (e.g. MaxBoxAcc hit counts per threshold) multiply faster through BLAS.
+        for name in ("num", "den"):
+            m = getattr(self, name)
+            if sparse.issparse(m) and m.nnz > 0.2 * m.shape[0] * m.shape[1]:
+                setattr(self, name, m.toarray())
+
     def values(self, weights: np.ndarray) -> np.ndarray:
         """weights [R, n_images] (image multiplicities) -> the metric under each weighting [R]."""
-        num = np.asarray((self.num.T @ weights.T).T)
-        den = np.asarray((self.den.T @ weights.T).T)
+        num = np.asarray(weights @ self.num if not sparse.issparse(self.num) else (self.num.T @ weights.T).T)
+        den = np.asarray(weights @ self.den if not sparse.issparse(self.den) else (self.den.T @ weights.T).T)
         return self.offset + self.scale * self.reduce(num, den)
 
     def value(self) -> float:
@@ -71,28 +78,46 @@ class MetricData:
 
 
 def resample_weights(n_images: int, n_resamples: int, seed: int, block: int = 200):
-    """Yields blocks of bootstrap weights [<= block, n_images]: multinomial image counts."""
+    """Yields blocks of bootstrap weights [<= block, n_images]: how often each image is drawn
+    when n_images are drawn with replacement (one bincount for the whole block)."""
     rng = np.random.default_rng(seed)
     done = 0
-    p = np.full(n_images, 1.0 / n_images)
     while done < n_resamples:
         size = min(block, n_resamples - done)
-        yield rng.multinomial(n_images, p, size=size).astype(np.float64)
+        draws = rng.integers(0, n_images, size=(size, n_images)) + (np.arange(size) * n_images)[:, None]
+        yield np.bincount(draws.ravel(), minlength=size * n_images).reshape(size, n_images).astype(np.float64)
         done += size
 
 
-def bootstrap_ci(metric: MetricData, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval over images (seeded): (lo, hi); NaN with no images."""
-    n = metric.num.shape[0]
-    if n == 0 or n_resamples <= 0:
-        return float("nan"), float("nan")
-    samples = np.concatenate([metric.values(w) for w in resample_weights(n, n_resamples, seed)])
+def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     samples = samples[np.isfinite(samples)]
     if not len(samples):
         return float("nan"), float("nan")
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(samples, [tail, 100 - tail])
     return float(lo), float(hi)
+
+
+def bootstrap_cis(
+    metrics: dict[str, MetricData], n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals over images (seeded) for metrics over the same images,
+    all evaluated on the same resamples: {name: (lo, hi)}; NaN with no images."""
+    if not metrics:
+        return {}
+    n = next(iter(metrics.values())).num.shape[0]
+    if n == 0 or n_resamples <= 0:
+        return {name: (float("nan"), float("nan")) for name in metrics}
+    samples: dict[str, list[np.ndarray]] = {name: [] for name in metrics}
+    for w in resample_weights(n, n_resamples, seed):
+        for name, metric in metrics.items():
+            samples[name].append(metric.values(w))
+    return {name: _interval(np.concatenate(s), level) for name, s in samples.items()}
+
+
+def bootstrap_ci(metric: MetricData, n_resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval over images (seeded): (lo, hi); NaN with no images."""
+    return bootstrap_cis({"m": metric}, n_resamples, seed, level)["m"]
 
 
 def paired_bootstrap(

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .stats import MetricData, bootstrap_ci, class_mean, curve_max, curve_max_mean, paired_bootstrap, pooled_mean
+from .stats import MetricData, bootstrap_cis, class_mean, curve_max, curve_max_mean, paired_bootstrap, pooled_mean
 
-COUNT_COLUMNS = ["method", "n_images", "n_skipped", "n_degenerate_maps"]
+COUNT_COLUMNS = ["method", "n_images", "n_skipped", "n_repaired", "n_degenerate_maps"]
 
 
 @dataclass(frozen=True)
@@ -211,15 +211,20 @@ def summarize_method(rows: pd.DataFrame, settings: SummarySettings) -> dict[str,
     out: dict[str, float] = {
         "n_images": len(images),
         "n_skipped": int(rows.loc[rows["skip_reason"].notna(), "image_id"].nunique()),
+        # scored images whose input was repaired (converted, boxes clipped); the notes column says how
+        "n_repaired": int(scored.loc[scored["notes"].notna(), "image_id"].nunique()),
         "n_degenerate_maps": int((scored["map_status"] != "ok").sum()),
     }
+    built = {}
     for d in metric_defs(settings):
         data = d.build(scored, images, settings) if len(images) else None
         if data is None:
             out[d.name] = out[f"{d.name}_lo"] = out[f"{d.name}_hi"] = np.nan
-            continue
-        out[d.name] = data.value()
-        out[f"{d.name}_lo"], out[f"{d.name}_hi"] = bootstrap_ci(data, settings.n_bootstrap, settings.seed, settings.level)
+        else:
+            built[d.name] = data
+            out[d.name] = data.value()
+    for name, (lo, hi) in bootstrap_cis(built, settings.n_bootstrap, settings.seed, settings.level).items():
+        out[f"{name}_lo"], out[f"{name}_hi"] = lo, hi
     return out
 
 
