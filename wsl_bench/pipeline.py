@@ -316,9 +316,9 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     explainer = Explainer(loaded.module, loaded.target_layer, methods, params)
     transform = ProtocolTransform(cfg.transform.kind, cfg.transform.size, loaded.mean, loaded.std, cfg.transform.get("resize", 256))
     protocols = MetricProtocols(
-        LocalizationProtocol(**cfg.localization),
-        PointingProtocol(**cfg.pointing),
-        EnergyProtocol(**(cfg.get("energy") or {})),
+        _protocol(LocalizationProtocol, cfg.localization, "localization"),
+        _protocol(PointingProtocol, cfg.pointing, "pointing"),
+        _protocol(EnergyProtocol, cfg.get("energy") or {}, "energy"),
         boxacc_protocol(cfg.get("maxboxacc")),
     )
     faithfulness = faithfulness_settings(cfg.get("faithfulness"))
@@ -382,6 +382,14 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     info["metric_settings"] = metric_settings(protocols, faithfulness, summary_settings, context)
     (out_dir / "provenance.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(out_dir, records, summary, wall)
+
+
+def _protocol(cls: type, node: Any, name: str) -> Any:
+    """A metric's settings dataclass from its config node; an unknown key is a ConfigError."""
+    try:
+        return cls(**node)
+    except TypeError as exc:
+        raise ConfigError(f"{name}: {exc}; valid keys: {', '.join(cls.__dataclass_fields__)}") from None
 
 
 def metric_settings(

@@ -87,7 +87,10 @@ def boxacc_protocol(cfg: Any) -> BoxAccProtocol | None:
     params = {k: v for k, v in dict(cfg).items() if k != "enabled"}
     if "iou_thresholds" in params:
         params["iou_thresholds"] = tuple(float(v) for v in params["iou_thresholds"])
-    proto = BoxAccProtocol(**params)
+    try:
+        proto = BoxAccProtocol(**params)
+    except TypeError as exc:
+        raise ConfigError(f"maxboxacc: {exc}; valid keys: enabled, {', '.join(BoxAccProtocol.__dataclass_fields__)}") from None
     _check("maxboxacc.comparison", proto.comparison, ("ge", "gt"))
     _check("maxboxacc.connectivity", proto.connectivity, (4, 8))
     if not 0 < proto.step < 1:
