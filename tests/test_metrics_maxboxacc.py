@@ -116,3 +116,15 @@ def test_step_sets_the_number_of_thresholds():
     assert v1.shape == (10,) and (v1 == (np.arange(10) >= 6)).all()  # tau 0.6 .. 0.9
     with pytest.raises(ValueError):
         sweep_thresholds(1.5)
+
+
+def test_wsolevaluation_box_convention_is_one_pixel_larger():
+    m = np.zeros((20, 20))
+    m[5:8, 5:8] = 1.0
+    gt = np.array([[5, 5, 7, 7]])
+    tight = boxacc_hits(m, gt)[1]
+    wide = boxacc_hits(m, gt, BoxAccProtocol(box_convention="wsolevaluation"))[1]
+    assert tight[2, 50] and not wide[2, 50] and wide[1, 50]  # IoU 9/16 = 0.5625: below 0.7, above 0.5
+    edge = np.zeros((20, 20))
+    edge[17:20, 17:20] = 1.0  # at the border the wider box is clipped back to the image
+    assert boxacc_hits(edge, np.array([[17, 17, 19, 19]]), BoxAccProtocol(box_convention="wsolevaluation"))[1][2, 50]

@@ -10,8 +10,8 @@ averages the three maxima.
 
 Differences from wsolevaluation, each deliberate: it traces cv2 contours on the map resized to
 224 x 224 and quantized to uint8, cuts with cv2.THRESH_BINARY (value > int(tau * 255)), ranks
-contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel wider than the contour.
-Here components are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked
+contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel wider than the contour
+(box_convention="wsolevaluation" reproduces that box). Here components are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked
 by pixel count (ties: first in raster order), boxes are tight inclusive corners, and the
 comparison (`ge`, the paper's s >= tau, or `gt`) is configuration.
 
@@ -260,6 +260,9 @@ class BoxAccProtocol:
     comparison: str = "ge"
     connectivity: int = 8
     v1_iou: float = 0.5
+    # "tight": inclusive box of the component; "wsolevaluation": its cv2 box (x, y, x + w, y + h),
+    # one pixel wider and taller, clipped to the image
+    box_convention: str = "tight"
 
 
 def boxacc_hits(
@@ -273,6 +276,12 @@ def boxacc_hits(
     if v is None or len(gt_boxes) == 0:
         return np.zeros(len(thresholds), bool), np.zeros((n_iou, len(thresholds)), bool)
     comps = threshold_components(v, thresholds, protocol.comparison, protocol.connectivity)
+    if protocol.box_convention == "wsolevaluation":
+        height, width = v.shape
+        comps.boxes[:, 2] = np.minimum(comps.boxes[:, 2] + 1, width - 1)
+        comps.boxes[:, 3] = np.minimum(comps.boxes[:, 3] + 1, height - 1)
+    elif protocol.box_convention != "tight":
+        raise ValueError(f"box_convention must be 'tight' or 'wsolevaluation', got {protocol.box_convention!r}")
     largest, best = sweep_ious(comps, gt_boxes, len(thresholds))
     deltas = np.asarray(protocol.iou_thresholds)[:, None]
     return largest >= protocol.v1_iou, best[None, :] >= deltas

@@ -93,6 +93,7 @@ def boxacc_protocol(cfg: Any) -> BoxAccProtocol | None:
         raise ConfigError(f"maxboxacc: {exc}; valid keys: enabled, {', '.join(BoxAccProtocol.__dataclass_fields__)}") from None
     _check("maxboxacc.comparison", proto.comparison, ("ge", "gt"))
     _check("maxboxacc.connectivity", proto.connectivity, (4, 8))
+    _check("maxboxacc.box_convention", proto.box_convention, ("tight", "wsolevaluation"))
     if not 0 < proto.step < 1:
         raise ConfigError(f"maxboxacc.step={proto.step} must lie in (0, 1), e.g. 0.01")
     return proto
