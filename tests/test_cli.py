@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import run_cli
 from wsl_bench.records import RECORD_COLUMNS
@@ -62,7 +63,8 @@ def test_summary_files_agree_with_records(demo_run):
     assert summary.loc[0, "top1_cls_err"] == pytest.approx(100 * (1 - top1.class_in_gt.mean()))
     assert (out_dir / "summary.md").read_text().startswith("| method |")
     prov = json.loads((out_dir / "provenance.json").read_text())
-    assert prov["device"] == "cpu" and prov["wall_time_s"] > 0 and prov["packages"]["torch"]
+    assert prov["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert prov["wall_time_s"] > 0 and prov["packages"]["torch"]
     assert (out_dir / ".hydra" / "config.yaml").is_file()
 
 
