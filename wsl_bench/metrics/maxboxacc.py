@@ -73,12 +73,24 @@ class Components:
 
 
 def _levels(v: np.ndarray, thresholds: np.ndarray, comparison: str) -> np.ndarray:
-    """q[p] = number of thresholds whose mask holds p; the mask at threshold k is q > k."""
-    if comparison == "ge":
-        return np.searchsorted(thresholds, v, side="right")
-    if comparison == "gt":
-        return np.searchsorted(thresholds, v, side="left")
-    raise ValueError(f"comparison must be 'ge' or 'gt', got {comparison!r}")
+    """q[p] = number of thresholds whose mask holds p; the mask at threshold k is q > k.
+
+    Equals np.searchsorted(thresholds, v, side="right" for ge / "left" for gt). For the sweep's
+    thresholds (k * step, as np.arange makes them) it is a floor division plus one exact
+    correction each way, computed with the same float products as the thresholds."""
+    if comparison not in ("ge", "gt"):
+        raise ValueError(f"comparison must be 'ge' or 'gt', got {comparison!r}")
+    n = len(thresholds)
+    step = float(thresholds[1]) if n > 1 else 0.0
+    if n < 2 or thresholds[0] != 0 or not np.array_equal(thresholds, np.arange(n) * step):
+        return np.searchsorted(thresholds, v, side="right" if comparison == "ge" else "left")
+    holds = np.less_equal if comparison == "ge" else np.less  # threshold t holds pixel v: holds(t, v)
+    q = np.floor(v / step)
+    q += 1
+    np.clip(q, 0, n, out=q)
+    q += (q < n) & holds(q * step, v)  # threshold number q (0-based) holds v too
+    q -= (q > 0) & ~holds((q - 1) * step, v)  # threshold number q - 1 does not
+    return q.astype(np.int64)
 
 
 @lru_cache(maxsize=8)
@@ -121,8 +133,11 @@ def threshold_components(
     index_bits = max(1, int(size - 1).bit_length())
     level_bits = int(n_thr).bit_length()
     value_bits = max(0, 62 - index_bits - level_bits)
-    value = (v * float(2**value_bits - 1)).astype(np.int64) if value_bits else 0  # v >= 0: truncation = floor
-    key = ((q.astype(np.int64) << (value_bits + index_bits)) | (value << index_bits) | index.reshape(height, width))
+    # For v >= 0 the float64 bit pattern orders like the value; its top bits are a monotone key.
+    key = q << (value_bits + index_bits)
+    if value_bits:
+        key |= (np.ascontiguousarray(v, dtype=np.float64).view(np.int64) >> (63 - value_bits)) << index_bits
+    key |= index.reshape(height, width)
     best = key.copy()
     for dy, dx in _OFFSETS[connectivity]:
         here, there = _shifted(key, dy, dx)
@@ -133,9 +148,11 @@ def threshold_components(
         if np.array_equal(grand, parent):
             break
         parent = grand
-    is_root = parent == index
-    piece = (np.cumsum(is_root) - 1)[parent].reshape(height, width)
-    n_pieces = int(is_root.sum())
+    roots = np.flatnonzero(parent == index)
+    n_pieces = len(roots)
+    piece_of_root = np.empty(size, dtype=np.int64)
+    piece_of_root[roots] = np.arange(n_pieces)
+    piece = piece_of_root[parent].reshape(height, width)
 
     # Per (piece, level): pixel count, first index, box; then cumulated over levels >= k + 1.
     flat_q = q.ravel()
