@@ -114,3 +114,34 @@ def write_cub(root: Path, images: list[tuple[str, int, tuple[float, float, float
         (cub / name).write_text("\n".join(lines) + "\n")
     (cub / "classes.txt").write_text("\n".join(f"{i} {i:03d}.Bird_{i}" for i in range(1, 201)) + "\n")
     return cub
+
+
+def run_cli_batch(jobs: dict[str, tuple[list[str], Path, dict[str, str] | None]], parallel: int = 3, timeout: int = 300) -> dict:
+    """Run several real CLI invocations (`python -m wsl_bench ...`), `parallel` at a time, so
+    their start-up imports overlap. jobs: name -> (overrides, cwd, extra env). Returns name ->
+    CompletedProcess."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    pending = list(jobs.items())
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    done: dict[str, subprocess.CompletedProcess] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, (overrides, cwd, extra_env) = pending.pop(0)
+            cwd.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
+            args = [sys.executable, "-m", "wsl_bench", *overrides, f"hydra.run.dir={cwd / 'run'}"]
+            proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            running[name] = (proc, time.monotonic())
+        for name, (proc, started) in list(running.items()):
+            if proc.poll() is not None or time.monotonic() - started > timeout:
+                if proc.returncode is None:
+                    proc.kill()
+                out, err = proc.communicate()
+                done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+                del running[name]
+        time.sleep(0.05)
+    return done

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 SUMMARY_COLUMNS = [
-    "method", "n_images", "n_skipped", "top1_loc_err", "top5_loc_err", "gtk_loc_err",
+    "method", "n_images", "n_skipped", "n_repaired", "top1_loc_err", "top5_loc_err", "gtk_loc_err",
     "top1_cls_err", "top5_cls_err", "pointing_acc", "n_degenerate_maps",
 ]
 
@@ -36,6 +36,8 @@ def summarize_method(rows: pd.DataFrame, topk: int) -> dict[str, float]:
     out = {
         "n_images": int(scored["image_id"].nunique()),
         "n_skipped": int(rows.loc[rows["skip_reason"].notna(), "image_id"].nunique()),
+        # scored images whose input was repaired (converted, boxes clipped); the notes column says how
+        "n_repaired": int(scored.loc[scored["notes"].notna(), "image_id"].nunique()),
         "top1_loc_err": 100 - _pct(_per_image_any(predicted[top1], correct[top1])) if topk >= 1 else np.nan,
         "top5_loc_err": 100 - _pct(_per_image_any(predicted[top5], correct[top5])) if topk >= 5 else np.nan,
         "gtk_loc_err": 100 - _pct(gt["loc_correct"].astype(bool)),
