@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,9 @@ class CocoMasks:
                     rle = mask_utils.frPyObjects(seg, self.height, self.width)
                 else:
                     rle = seg
-                union |= mask_utils.decode(rle).astype(bool)
+                with warnings.catch_warnings():  # pycocotools' numpy-2 copy= deprecation
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    union |= mask_utils.decode(rle).astype(bool)
             out[label] = union
         return out
 

@@ -63,22 +63,23 @@ def build_torchvision(cfg: Any) -> LoadedModel:
     weights = resolve_weights(arch, str(cfg.weights)) if cfg.get("weights") and not checkpoint else None
     num_classes = cfg.get("num_classes") or (len(weights.meta["categories"]) if weights is not None else 1000)
     kwargs = {"aux_logits": False, "init_weights": False} if arch in ("googlenet", "inception_v3") else {}
+    if not checkpoint and weights is None:
+        raise ConfigError(f"model {arch}: no weights; set model.weights=DEFAULT (torchvision's) or model.checkpoint=/path/to/weights.pth")
+    # weights are located (cache or download) before the network is built, so a missing file fails fast
+    state = fetch_state_dict(arch, weights, cfg) if not checkpoint else None
     module: nn.Module = get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     if checkpoint:
         provenance = load_checkpoint(module, checkpoint)
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-    elif weights is not None:
-        state = fetch_state_dict(arch, weights, cfg)
+    else:
         if kwargs:  # the checkpoint carries the auxiliary heads that eval never uses
             state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2.", "AuxLogits."))}
         module.load_state_dict(state, strict=True)
-        if getattr(weights, "meta", {}).get("transform_input") or arch in ("googlenet", "inception_v3"):
-            module.transform_input = True  # these weights expect torchvision's input re-scaling
+        if kwargs:
+            module.transform_input = True  # torchvision's googlenet/inception_v3 weights expect its input re-scaling
         preset = weights.transforms()
         mean, std = tuple(preset.mean), tuple(preset.std)
         provenance = f"torchvision {type(weights).__name__}.{weights.name}"
-    else:
-        raise ConfigError(f"model {arch}: no weights; set model.weights=DEFAULT (torchvision's) or model.checkpoint=/path/to/weights.pth")
     return LoadedModel(
         module=module,
         name=arch,
