@@ -29,13 +29,15 @@ def _head(num_classes: int) -> torch.nn.Module:
 
 def voc_fixture(tmp: Path) -> list[str]:
     """VOC 2007 test: 2 good images, 1 with an extra object of unknown class, 1 of unknown class
-    only, 1 listed in the split without an annotation file."""
-    write_voc(tmp, {
+    only, 1 listed in the split without an annotation file, 1 annotated without its JPEG."""
+    voc = write_voc(tmp, {
         "000001": ((40, 48), [("dog", 5, 5, 20, 20), ("person", 20, 10, 40, 38, 1)]),
         "000002": ((48, 40), [("cat", 1, 1, 40, 48)]),
         "000003": ((40, 48), [("unicorn", 1, 1, 10, 10)]),
         "000004": ((40, 48), [("dog", 3, 4, 30, 35), ("unicorn", 1, 1, 10, 10)]),
-    }, split_ids=["000001", "000002", "000003", "000004", "000005"])
+        "000006": ((40, 48), [("dog", 3, 4, 30, 35)]),
+    }, split_ids=["000001", "000002", "000003", "000004", "000005", "000006"])
+    (voc / "JPEGImages" / "000006.jpg").unlink()
     # DataParallel checkpoint inside a training wrapper dict
     model = _head(20)
     torch.save({"epoch": 7, "state_dict": {"module." + k: v for k, v in model.state_dict().items()}}, tmp / "voc20.pth")
@@ -280,7 +282,8 @@ def test_voc07_test_through_cli(runs):
     scored = records[records["skip_reason"].isna()]
     skipped = records[records["skip_reason"].notna()].set_index("image_id")["skip_reason"].to_dict()
     assert skipped == {"000003": "no objects of known classes (unknown: 'unicorn')",
-                       "000005": "annotation file missing: Annotations/000005.xml"}
+                       "000005": "annotation file missing: Annotations/000005.xml",
+                       "000006": "file not found: 000006.jpg"}
     assert sorted(scored["image_id"].unique()) == ["000001", "000002", "000004"]
     gt = scored[scored["target_source"] == "gt"].set_index(["image_id", "target"])
     # dog = 11, person = 14, cat = 7; boxes 0-based inclusive; dog's 16x16 box < 1/4 of 40x48 -> difficult
@@ -292,7 +295,7 @@ def test_voc07_test_through_cli(runs):
     assert gt.loc[("000004", 11), "notes"] == "ignored 1 object(s) of unknown class 'unicorn'"
     assert len(scored[scored["target_source"] == "top1"]) == 3
     assert (scored["prob"].between(0, 1)).all()
-    assert summary.loc[0, "n_images"] == 3 and summary.loc[0, "n_skipped"] == 2 and summary.loc[0, "n_repaired"] == 1
+    assert summary.loc[0, "n_images"] == 3 and summary.loc[0, "n_skipped"] == 3 and summary.loc[0, "n_repaired"] == 1
 
 
 def test_every_bad_input_kind_in_one_run(runs):

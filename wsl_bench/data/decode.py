@@ -43,7 +43,7 @@ def decode_rgb(path: Path) -> tuple[torch.Tensor, str]:
     except ImageDecodeError:
         raise
     except FileNotFoundError:
-        raise ImageDecodeError("file not found") from None
+        raise ImageDecodeError(f"file not found: {path.name}") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageDecodeError(f"unreadable image ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < MIN_SIDE:
