@@ -181,13 +181,15 @@ def test_coco17_loader_counts(tmp_path):
               {"id": 285, "file_name": "000000000285.jpg", "height": 40, "width": 48}]
     anns = [{"image_id": 139, "category_id": 90, "bbox": [1, 1, 10, 10], "segmentation": [[1, 1, 11, 1, 11, 11, 1, 11]]},
             {"image_id": 139, "category_id": 1, "bbox": [0, 0, 48, 40], "segmentation": [[0, 0, 48, 0, 48, 40, 0, 40]]},
-            {"image_id": 285, "category_id": 1, "bbox": [2, 2, 4, 4], "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
+            {"image_id": 285, "category_id": 1, "bbox": [2, 2, 4, 4], "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]},
+            {"image_id": 285, "category_id": 1, "bbox": [0, 0, 2, 2], "segmentation": {"counts": [100], "size": [10, 10]}, "iscrowd": 1}]
     write_coco(tmp_path, 2017, images, anns, [{"id": 1, "name": "person"}, {"id": 90, "name": "toothbrush"}])
     data = build_dataset(dataset_cfg("coco17", root=str(tmp_path)))
     assert data.class_names == ["person", "toothbrush"] and len(data.entries) == 2 and not data.rejected
     assert data.entries[0].labels == (0, 1) and data.entries[0].difficult_classes == (1,)
     assert data.entries[0].boxes.tolist() == [[1, 1, 10, 10], [0, 0, 47, 39]]
-    assert data.entries[1].masks()[0].sum() == 16
+    assert data.entries[1].masks()[0].sum() == 16 and data.entries[1].box_difficult.tolist() == [False, True]
+    assert data.entries[1].notes == "ignored 1 RLE mask(s) whose size differs from the image"
 
 
 # --- synthetic ----------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def coco_fixture(tmp: Path) -> list[str]:
         {"id": 73, "file_name": "COCO_val2014_000000000073.jpg", "height": 48, "width": 40},
         {"id": 74, "file_name": "COCO_val2014_000000000074.jpg", "height": 40, "width": 40},
     ]
-    crowd = {"counts": [40 * 10, 40 * 5, 40 * 25], "size": [40, 40]}  # column-major: columns 10..14 set
+    crowd = {"counts": [48 * 10, 48 * 5, 48 * 25], "size": [48, 40]}  # column-major: columns 10..14 set
     annotations = [
         {"image_id": 42, "category_id": 1, "bbox": [4.0, 5.0, 10.0, 20.0], "segmentation": [[4, 5, 14, 5, 14, 25, 4, 25]]},
         {"image_id": 42, "category_id": 18, "bbox": [20.5, 10.0, 15.0, 10.0], "segmentation": [[20.5, 10, 35.5, 10, 35.5, 20, 20.5, 20]]},

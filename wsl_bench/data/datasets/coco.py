@@ -102,10 +102,17 @@ def build_coco(cfg: Any) -> AnnotatedImages:
         boxes = np.array([coco_box(a["bbox"]) for a in known], dtype=np.int64)
         box_labels = np.array([index[a["category_id"]] for a in known], dtype=np.int64)
         segmentations: dict[int, list[Any]] = {}
+        bad_rle = 0
         for a, label in zip(known, box_labels.tolist()):
-            if a.get("segmentation"):
-                segmentations.setdefault(label, []).append(a["segmentation"])
+            seg = a.get("segmentation")
+            if isinstance(seg, dict) and list(seg.get("size", ())) != [height, width]:
+                bad_rle += 1  # an RLE for another image size cannot be overlaid on this one
+            elif seg:
+                segmentations.setdefault(label, []).append(seg)
         n_unknown = len(anns) - len(known)
+        notes = [f"ignored {n_unknown} annotation(s) of unknown category or without bbox"] if n_unknown else []
+        if bad_rle:
+            notes.append(f"ignored {bad_rle} RLE mask(s) whose size differs from the image")
         entries.append(
             ImageEntry(
                 image_id=name,
@@ -116,7 +123,7 @@ def build_coco(cfg: Any) -> AnnotatedImages:
                 box_difficult=np.array([bool(a.get("iscrowd", 0)) for a in known], dtype=bool),
                 masks=CocoMasks(segmentations, height, width),
                 difficult_classes=ebp_difficult_classes(boxes, box_labels, height, width, cfg.get("difficult_area", "union")),
-                notes=f"ignored {n_unknown} annotation(s) of unknown category or without bbox" if n_unknown else "",
+                notes="; ".join(notes),
                 size_hint=(height, width),
             )
         )
