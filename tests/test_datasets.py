@@ -18,7 +18,7 @@ from wsl_bench.data.datasets.coco import CocoMasks, coco_box
 from wsl_bench.data.datasets.synthetic import SIZES, SyntheticImage
 from wsl_bench.data.decode import ImageDecodeError, decode_rgb
 from wsl_bench.data.difficult import box_area, ebp_difficult_classes
-from wsl_bench.data.transforms import boxes_on_grid, mask_on_grid, on_input_grid
+from wsl_bench.data.transforms import mask_on_grid, on_input_grid
 from wsl_bench.errors import DatasetLayoutError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"

@@ -106,7 +106,10 @@ class DecodedImages(Dataset):
             entry, box_note = clipped
             if box_note:
                 notes.append(box_note)
-        image, view = self.transform(rgb)
+        try:
+            image, view = self.transform(rgb)
+        except Exception as exc:  # noqa: BLE001 - in a DataLoader worker an exception would end the run
+            return Sample(entry, None, (height, width), skip_reason=f"could not transform the image ({type(exc).__name__}: {str(exc)[:120]})")
         sample = Sample(entry, image, (height, width), view=view, notes="; ".join(notes), source_size=(height, width))
         if self.transform.evaluate_at == "input":
             sample = on_input_grid(sample)

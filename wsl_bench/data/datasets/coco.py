@@ -18,7 +18,6 @@ import contextlib
 import io
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
