@@ -38,10 +38,10 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         raise ConfigError(
             f"model.checkpoint={path} holds Python objects other than tensors, which weights_only loading refuses "
-            f"({str(exc).splitlines()[0][:120]}); re-save it with torch.save(model.state_dict(), path)"
+            f"({(str(exc).splitlines() or [''])[0][:120]}); re-save it with torch.save(model.state_dict(), path)"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ConfigError(f"model.checkpoint={path} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise ConfigError(f"model.checkpoint={path} cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
     for _ in range(4):  # unwrap nested training-wrapper dicts
         if isinstance(obj, dict) and not any(isinstance(v, torch.Tensor) for v in obj.values()):
             inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
