@@ -120,3 +120,10 @@ def test_unknown_names_list_what_exists():
         create_model(model_cfg("resnet50", weights="IMAGENET1K_V9"))
     with pytest.raises(ConfigError, match=r"model.name='resnet51' is not a torchvision classification model; e.g. .*resnet50"):
         create_model(model_cfg("torchvision", name="resnet51"))
+
+
+def test_timm_pretrained_offline_says_how_to_fetch():
+    cfg = OmegaConf.merge(OmegaConf.load(CONF / "model" / "timm.yaml"), {"name": "resnet10t.c3_in1k", "download": False})
+    with pytest.raises(ConfigError, match=r"^model resnet10t.c3_in1k: pretrained weights are not in the local cache and "
+                                          r"model.download=false; .*huggingface-cli download timm/resnet10t.c3_in1k.*model.checkpoint="):
+        create_model(cfg)

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import ConfigError
 from ..base import LoadedModel, register_model
-from ..checkpoint import download_allowed, host_reachable, load_checkpoint, offline_message, with_timeout
+from ..checkpoint import download_allowed, host_reachable, load_checkpoint, with_timeout
 from ..layers import default_target_layer
 
 HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -51,11 +51,15 @@ def build_timm(cfg: Any) -> LoadedModel:
         if cached:
             module = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached}, **extra)
         else:
-            target = f"the Hugging Face cache (HF_HOME) for {repo}" if repo else "torch's hub cache"
-            if not download_allowed(cfg):
-                raise ConfigError(offline_message(name, "pretrained", where, target, "model.download=false"))  # type: ignore[arg-type]
-            if not host_reachable(where):
-                raise ConfigError(offline_message(name, "pretrained", where, target, f"{where.split('/')[2]} cannot be reached"))  # type: ignore[arg-type]
+            reason = "model.download=false" if not download_allowed(cfg) else (
+                None if host_reachable(where) else f"{where.split('/')[2]} cannot be reached"
+            )
+            if reason:
+                fetch = f"run `huggingface-cli download {repo}` and copy the Hugging Face cache (HF_HOME)" if repo else f"download {where} into torch's hub cache"
+                raise ConfigError(
+                    f"model {name}: pretrained weights are not in the local cache and {reason}; on a machine with internet "
+                    f"{fetch} to this machine, or pass a local file with model.checkpoint=/path/to/weights.pth"
+                )
             module = with_timeout(timm.create_model, name, pretrained=True, **extra)
         provenance = f"timm {name} ({where})"
     pcfg = module.pretrained_cfg
