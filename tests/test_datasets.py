@@ -223,3 +223,26 @@ def test_decode_16bit_png_keeps_the_full_range(tmp_path):
     Image.fromarray(np.array([[0, 65535] * 4] * 8, dtype=np.uint16)).save(tmp_path / "a.png")
     rgb, note = decode_rgb(tmp_path / "a.png")
     assert note == "converted I;16 to RGB" and rgb[:, 0, :2].tolist() == [[0, 255]] * 3
+
+
+def test_image_box_and_class_counts_of_imagenet_and_cub_layouts(tmp_path):
+    from dataset_fixtures import ilsvrc_xml, write_cub
+
+    # ILSVRC flat images + bbox XMLs in class sub-folders of val_bbox/ (as some mirrors ship them)
+    for i, (wnid, n_boxes) in enumerate([("n01440764", 2), ("n15075141", 1), ("n01443537", 3)], 1):
+        image_id = f"ILSVRC2012_val_{i:08d}"
+        write_image(tmp_path / "inet" / "val" / f"{image_id}.JPEG", seed=i)
+        xml = tmp_path / "inet" / "val_bbox" / wnid / f"{image_id}.xml"
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        xml.write_text(ilsvrc_xml(image_id, (40, 48), [(wnid, j, j, j + 10, j + 10) for j in range(n_boxes)]))
+    data = build_dataset(dataset_cfg("imagenet", root=str(tmp_path / "inet")))
+    assert len(data.class_names) == 1000 and len(data.entries) == 3 and not data.rejected
+    assert [e.labels for e in data.entries] == [(0,), (999,), (1,)]
+    assert [len(e.boxes) for e in data.entries] == [2, 1, 3] and data.entries[2].boxes[2].tolist() == [2, 2, 12, 12]
+    assert len(build_dataset(dataset_cfg("imagenet", root=str(tmp_path / "inet"), limit=2)).entries) == 2
+
+    write_cub(tmp_path, [("001.Bird_1/a.jpg", 1, (1.0, 1.0, 5.0, 5.0), 1), ("002.Bird_2/b.jpg", 2, (0.5, 0.5, 5.0, 5.0), 0)])
+    cub = {split: build_dataset(dataset_cfg("cub", root=str(tmp_path / "CUB_200_2011"), split=split)) for split in ("test", "train", "all")}
+    assert len(cub["all"].class_names) == 200 and cub["all"].class_names[1] == "002.Bird_2"
+    assert [len(cub[s].entries) for s in ("test", "train", "all")] == [1, 1, 2]
+    assert cub["test"].entries[0].labels == (1,) and cub["test"].entries[0].boxes.tolist() == [[0, 0, 5, 5]]
