@@ -314,7 +314,15 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     methods, params = method_settings(cfg)
     device = pick_device(cfg.device)
     explainer = Explainer(loaded.module, loaded.target_layer, methods, params)
-    transform = ProtocolTransform(cfg.transform.kind, cfg.transform.size, loaded.mean, loaded.std, cfg.transform.get("resize", 256))
+    if loaded.num_classes != len(data.class_names):
+        raise ConfigError(
+            f"model {loaded.name} scores {loaded.num_classes} classes but dataset={cfg.dataset.name} has {len(data.class_names)}; "
+            f"use a model trained on it: model.checkpoint=/path/to/weights.pth model.num_classes={len(data.class_names)}"
+        )
+    transform = ProtocolTransform(
+        cfg.transform.kind, cfg.transform.size, loaded.mean, loaded.std, cfg.transform.get("resize", 256),
+        cfg.transform.get("evaluate_at", "original"),
+    )
     protocols = MetricProtocols(
         _protocol(LocalizationProtocol, cfg.localization, "localization"),
         _protocol(PointingProtocol, cfg.pointing, "pointing"),
