@@ -11,7 +11,7 @@ import platform
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,11 +25,18 @@ from torch.utils.data import DataLoader
 from .data import AnnotatedImages, Batch, DecodedImages, ProtocolTransform, Sample, build_dataset, collate_samples
 from .errors import ConfigError, UserError
 from .methods import Explainer, method_from_config
+from .metrics.faithfulness import (
+    ConfidenceSettings, InsertionDeletionSettings, OcclusionCache, OcclusionSettings, explanation_confidence,
+    insertion_deletion, occlusion_correlation,
+)
 from .metrics.maps import to_original_size
-from .metrics.protocol import LocalizationProtocol, PointingProtocol, score_maps
+from .metrics.maxboxacc import sweep_thresholds
+from .metrics.protocol import (
+    EnergyProtocol, LocalizationProtocol, MetricProtocols, PointingProtocol, boxacc_protocol, pointing_region, score_maps,
+)
 from .models import LoadedModel, create_model
 from .records import RecordWriter, read_records
-from .report import format_summary, summarize
+from .report import SummarySettings, boxacc_curves, format_summary, summarize
 
 log = logging.getLogger("wsl_bench")
 
@@ -100,24 +107,34 @@ def build_rows(
     sources: list[tuple[str, int]],
     probs: torch.Tensor,
     context: dict[str, Any],
+    extra: Mapping[tuple[str, int], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score one image's maps ({method: [T, h, w]}) and return its records."""
+    """Score one image's maps ({method: [T, h, w]}) and return its records. `extra` holds the
+    model-based metrics' columns per (method, target column)."""
     entry = sample.entry
     height, width = sample.orig_size
     labels = set(entry.labels)
+    protocols: MetricProtocols = context["metrics"]
+    masks = entry.masks() if entry.masks is not None else None
     pairs = [(method, t) for method in maps for t in range(len(sources))]
     class_boxes = [entry.boxes[entry.box_labels == int(targets[t])] for _, t in pairs]
+    regions = [pointing_region(entry, int(targets[t]), protocols.pointing, masks) for _, t in pairs]
     rows = []
     for start in range(0, len(pairs), MAPS_PER_CHUNK):
         chunk = pairs[start : start + MAPS_PER_CHUNK]
         stacked = torch.stack([maps[method][t] for method, t in chunk])
         full = to_original_size(stacked, sample.orig_size, sample.view)
-        scores = score_maps(full, class_boxes[start : start + len(chunk)], context["loc"], context["pointing"])
+        scores = score_maps(
+            full, class_boxes[start : start + len(chunk)], protocols.loc, protocols.pointing,
+            regions=regions[start : start + len(chunk)], energy=protocols.energy, boxacc=protocols.boxacc,
+            gt_only=[sources[t][0] == "gt" for _, t in chunk],
+        )
         for j, (method, t) in enumerate(chunk):
             target = int(targets[t])
             source, rank = sources[t]
             in_gt = target in labels
             box = scores.boxes[j]
+            v1, v2 = scores.boxacc_v1[j], scores.boxacc_v2[j]
             rows.append(
                 {
                     "image_id": entry.image_id,
@@ -140,12 +157,114 @@ def build_rows(
                     "loc_correct": bool(scores.loc_correct[j]),
                     "point_x": int(scores.points[j, 0]),
                     "point_y": int(scores.points[j, 1]),
-                    "point_hit": bool(scores.point_hit[j]) if in_gt else None,
+                    "point_hit": scores.point_hit[j],
+                    "energy": None if np.isnan(scores.energy[j]) else float(scores.energy[j]),
+                    "boxacc_v1_hits": None if v1 is None else v1.tolist(),
+                    "boxacc_v2_hits": None if v2 is None else v2.tolist(),
+                    **((extra or {}).get((method, t), {})),
                     "notes": sample.notes or None,
                     "skip_reason": None,
                 }
             )
     return rows
+
+
+@dataclass(frozen=True)
+class FaithfulnessSettings:
+    """Model-based metrics (see metrics.faithfulness); each None when disabled. `targets`: per
+    metric, which target columns it scores: top1 (the prediction), gt, or all."""
+
+    occlusion: OcclusionSettings | None
+    confidence: ConfidenceSettings | None
+    insertion_deletion: InsertionDeletionSettings | None
+    targets: dict[str, str]
+    cache_dir: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        def node(x: Any) -> Any:
+            return None if x is None else asdict(x)
+
+        return {
+            "occlusion": node(self.occlusion), "confidence": node(self.confidence),
+            "insertion_deletion": node(self.insertion_deletion), "targets": self.targets, "cache_dir": self.cache_dir,
+        }
+
+
+def faithfulness_settings(cfg: Any) -> FaithfulnessSettings:
+    """From the `faithfulness` config node (absent = only the cheap confidence metric)."""
+    cfg = cfg or {}
+
+    def section(name: str, cls: type, default_enabled: bool) -> tuple[Any, str]:
+        node = dict(cfg.get(name) or {})
+        enabled = node.pop("enabled", default_enabled)
+        target = node.pop("target", "top1")
+        node.pop("cache_dir", None)
+        if target not in ("top1", "gt", "all"):
+            raise ConfigError(f"faithfulness.{name}.target={target!r} is not supported; use top1, gt or all")
+        try:
+            return (cls(**node) if enabled else None), target
+        except TypeError as exc:
+            raise ConfigError(f"faithfulness.{name}: {exc}") from None
+
+    occlusion, t_occ = section("occlusion", OcclusionSettings, False)
+    confidence, t_conf = section("confidence", ConfidenceSettings, True)
+    ins_del, t_ins = section("insertion_deletion", InsertionDeletionSettings, False)
+    if confidence is not None and confidence.space not in ("pixel", "normalized"):
+        raise ConfigError(f"faithfulness.confidence.space={confidence.space!r} is not supported; use pixel or normalized")
+    cache = (cfg.get("occlusion") or {}).get("cache_dir", "results/cache")
+    return FaithfulnessSettings(occlusion, confidence, ins_del, {"occlusion": t_occ, "confidence": t_conf, "insertion_deletion": t_ins}, cache)
+
+
+def faithfulness_columns(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    maps: Mapping[str, torch.Tensor],
+    targets: "Targets",
+    context: dict[str, Any],
+) -> dict[tuple[int, str, int], dict[str, Any]]:
+    """The model-based metrics of a batch, every method in one batched call per metric:
+    {(image row, method, target column): {column: value}}."""
+    f: FaithfulnessSettings = context["faithfulness"]
+    out: dict[tuple[int, str, int], dict[str, Any]] = {}
+    methods = list(maps)
+
+    def pairs_for(kind: str) -> list[tuple[int, int]]:
+        want = f.targets[kind]
+        return [
+            (i, t) for i, src in enumerate(targets.sources) for t, (source, rank) in enumerate(src)
+            if want == "all" or (want == "gt" and source == "gt") or (want == "top1" and rank == 1)
+        ]
+
+    def gathered(pairs: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = torch.tensor([i for i, _ in pairs] * len(methods), device=images.device)
+        cols = torch.tensor([t for _, t in pairs] * len(methods), device=images.device)
+        stacked = torch.cat([maps[m][rows[: len(pairs)], cols[: len(pairs)]] for m in methods])
+        return rows, stacked, targets.classes.to(images.device)[rows, cols]
+
+    def put(pairs: list[tuple[int, int]], column: str, values: np.ndarray) -> None:
+        for k, (m, (i, t)) in enumerate((m, p) for m in methods for p in pairs):
+            v = float(values[k])
+            out.setdefault((i, m, t), {})[column] = None if np.isnan(v) else v
+
+    if f.confidence is not None and (pairs := pairs_for("confidence")):
+        rows, stacked, classes = gathered(pairs)
+        o = explanation_confidence(model, images, rows, stacked, classes, context["mean"], context["std"], f.confidence, context["probabilities"])
+        put(pairs, "expl_prob", o)
+    if f.insertion_deletion is not None and (pairs := pairs_for("insertion_deletion")):
+        rows, stacked, classes = gathered(pairs)
+        ins, dele, _, _ = insertion_deletion(model, images, rows, stacked, classes, f.insertion_deletion, context["probabilities"])
+        put(pairs, "insertion_auc", ins)
+        put(pairs, "deletion_auc", dele)
+    if f.occlusion is not None and (pairs := pairs_for("occlusion")):
+        cache: OcclusionCache = context["occlusion_cache"]
+        wanted = [[int(targets.classes[i, t]) for (i2, t) in pairs if i2 == i] for i in range(len(targets.sources))]
+        grids, computed = cache.grids(model, images, wanted)
+        context["occlusion_computed"] = context.get("occlusion_computed", 0) + computed
+        occ = torch.stack([grids[i][int(targets.classes[i, t])] for i, t in pairs] * len(methods)).to(images.device)
+        _, stacked, _ = gathered(pairs)
+        s = f.occlusion
+        put(pairs, "occlusion_corr", occlusion_correlation(stacked, occ, tuple(images.shape[-2:]), s.patch, s.stride))
+    return out
 
 
 def skipped_rows(image_id: str, reason: str, methods: list[str], context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -196,14 +315,41 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     methods, params = method_settings(cfg)
     device = pick_device(cfg.device)
     explainer = Explainer(loaded.module, loaded.target_layer, methods, params)
-    transform = ProtocolTransform(cfg.transform.kind, cfg.transform.size, loaded.mean, loaded.std, cfg.transform.get("resize", 256))
+    if loaded.num_classes != len(data.class_names):
+        raise ConfigError(
+            f"model {loaded.name} scores {loaded.num_classes} classes but dataset={cfg.dataset.name} has {len(data.class_names)}; "
+            f"use a model trained on it: model.checkpoint=/path/to/weights.pth model.num_classes={len(data.class_names)}"
+        )
+    transform = ProtocolTransform(
+        cfg.transform.kind, cfg.transform.size, loaded.mean, loaded.std, cfg.transform.get("resize", 256),
+        cfg.transform.get("evaluate_at", "original"),
+    )
+    protocols = MetricProtocols(
+        _protocol(LocalizationProtocol, cfg.localization, "localization"),
+        _protocol(PointingProtocol, cfg.pointing, "pointing"),
+        _protocol(EnergyProtocol, cfg.get("energy") or {}, "energy"),
+        boxacc_protocol(cfg.get("maxboxacc")),
+    )
+    faithfulness = faithfulness_settings(cfg.get("faithfulness"))
+    report_cfg = cfg.get("report") or {}
+    summary_settings = SummarySettings(
+        topk=cfg.targets.topk,
+        iou_thresholds=protocols.boxacc.iou_thresholds if protocols.boxacc else (0.3, 0.5, 0.7),
+        n_bootstrap=int(report_cfg.get("bootstrap", 1000)),
+        seed=int(report_cfg.get("seed", 0)),
+        level=float(report_cfg.get("ci", 0.95)),
+    )
     context = {
         "dataset": cfg.dataset.name,
         "model": loaded.name,
         "class_names": data.class_names,
         "probabilities": loaded.probabilities,
-        "loc": LocalizationProtocol(**cfg.localization),
-        "pointing": PointingProtocol(**cfg.pointing),
+        "mean": loaded.mean,
+        "std": loaded.std,
+        "metrics": protocols,
+        "faithfulness": faithfulness,
+        "occlusion_cache": OcclusionCache(faithfulness.cache_dir, f"{loaded.name}|{loaded.weights}", faithfulness.occlusion)
+        if faithfulness.occlusion is not None else None,
     }
     loaded.module.to(device)
     loader = DataLoader(
@@ -237,14 +383,51 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         progress.update(sum(len(b.samples) for b in batches) + len(skipped))
     progress.close()
     records = read_records(writer.close())
-    summary = summarize(records, topk=cfg.targets.topk)
+    summary = summarize(records, settings=summary_settings)
     wall = time.perf_counter() - start
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.md").write_text(format_summary(summary) + "\n")
+    write_summary(out_dir, records, summary, protocols, faithfulness, summary_settings, context)
     info = provenance(cfg, device, loaded, data)
     info["wall_time_s"] = round(wall, 3)
+    info["metric_settings"] = metric_settings(protocols, faithfulness, summary_settings, context)
     (out_dir / "provenance.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
     return RunResult(out_dir, records, summary, wall)
+
+
+def _protocol(cls: type, node: Any, name: str) -> Any:
+    """A metric's settings dataclass from its config node; an unknown key is a ConfigError."""
+    try:
+        return cls(**node)
+    except TypeError as exc:
+        raise ConfigError(f"{name}: {exc}; valid keys: {', '.join(cls.__dataclass_fields__)}") from None
+
+
+def metric_settings(
+    protocols: MetricProtocols, faithfulness: FaithfulnessSettings, summary: SummarySettings, context: dict[str, Any]
+) -> dict[str, Any]:
+    """Every metric choice of the run, as scored (provenance.json "metric_settings")."""
+    return {
+        **protocols.to_dict(),
+        "faithfulness": faithfulness.to_dict(),
+        "occlusion_maps_computed": context.get("occlusion_computed", 0),
+        "bootstrap": {"resamples": summary.n_bootstrap, "seed": summary.seed, "level": summary.level, "unit": "image"},
+    }
+
+
+def write_summary(
+    out_dir: Path, records: pd.DataFrame, summary: pd.DataFrame, protocols: MetricProtocols,
+    faithfulness: FaithfulnessSettings, settings: SummarySettings, context: dict[str, Any],
+) -> None:
+    """summary.csv (+ comparisons.csv with several methods), summary.md, boxacc_curves.csv."""
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    comparisons = summary.attrs.get("comparisons")
+    if comparisons is not None:
+        comparisons.to_csv(out_dir / "comparisons.csv", index=False)
+    if protocols.boxacc is not None:
+        curves = boxacc_curves(records, sweep_thresholds(protocols.boxacc.step), protocols.boxacc.iou_thresholds, protocols.boxacc.v1_iou)
+        if len(curves):
+            curves.to_csv(out_dir / "boxacc_curves.csv", index=False)
+    settings_line = json.dumps(metric_settings(protocols, faithfulness, settings, context), default=str)
+    (out_dir / "summary.md").write_text(format_summary(summary) + "\n\nMetric settings: `" + settings_line + "`\n")
 
 
 def _explain_batch(
@@ -260,12 +443,16 @@ def _explain_batch(
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for method, m in maps.items():
         by_shape.setdefault(tuple(m.shape[2:]), []).append(method)
+    extra = {}
+    for group in by_shape.values():
+        extra.update(faithfulness_columns(explainer.model, images, {m: maps[m] for m in group}, targets, context))
     rows = []
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])
+        mine = {(m, t): v for (row, m, t), v in extra.items() if row == i}
         for group in by_shape.values():
             per_image = {method: maps[method][i, :n] for method in group}
-            rows.extend(build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context))
+            rows.extend(build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context, mine))
     return rows
 
 

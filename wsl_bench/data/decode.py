@@ -37,14 +37,15 @@ def decode_rgb(path: Path) -> tuple[torch.Tensor, str]:
                 note = f"converted {mode} to RGB"
             else:
                 if mode != "RGB":
-                    note = f"converted {mode} to RGB"
+                    dropped = " (alpha dropped)" if "A" in mode or "transparency" in img.info else ""
+                    note = f"converted {mode} to RGB{dropped}"
                 rgb = np.asarray(img.convert("RGB"))
     except ImageDecodeError:
         raise
     except FileNotFoundError:
-        raise ImageDecodeError("file not found") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageDecodeError(f"unreadable image ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+        raise ImageDecodeError(f"file not found: {path.name}") from None
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds on corrupt files; one must not end a run
+        raise ImageDecodeError(f"unreadable image ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]})") from None
     if rgb.ndim != 3 or min(rgb.shape[:2]) < MIN_SIDE:
         raise ImageDecodeError(f"image too small ({rgb.shape[1]}x{rgb.shape[0]} px, need >= {MIN_SIDE})")
     return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).contiguous(), note

@@ -23,6 +23,11 @@ class ImageEntry:
     box_labels: [N] class index of each box. box_difficult: [N] bool (VOC "difficult").
     labels: classes present in the image (image-level ground truth).
     masks: optional per-class ground-truth masks at original size, built on demand (COCO).
+    render: optional generator of the image itself ([3, H, W] uint8, note) for datasets that need
+    no files (synthetic); when set, `path` is only a name.
+
+    With `transform.evaluate_at=input`, the Sample's entry holds these annotations mapped onto the
+    network input grid instead (see transforms.on_input_grid).
     """
 
     image_id: str
@@ -38,6 +43,7 @@ class ImageEntry:
     notes: str = ""
     # Known size from the annotation file, if any (H, W); the decoded image is authoritative.
     size_hint: tuple[int, int] | None = None
+    render: Callable[[], tuple[torch.Tensor, str]] | None = None
 
 
 @dataclass
@@ -60,10 +66,14 @@ class Sample:
 
     entry: ImageEntry
     image: torch.Tensor | None  # [3, H, W] float32, normalized for the model
-    orig_size: tuple[int, int]  # (height, width) of the decoded original image
+    # (height, width) of the grid metrics are evaluated on: the decoded original image, or the
+    # network input when transform.evaluate_at=input (then entry boxes/masks are on that grid too)
+    orig_size: tuple[int, int]
     view: View | None = None
     skip_reason: str | None = None
     notes: str = ""
+    # (height, width) of the decoded original image, whatever the evaluation grid
+    source_size: tuple[int, int] | None = None
 
 
 @dataclass

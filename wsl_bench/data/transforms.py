@@ -3,15 +3,20 @@ original image the input covers (so maps can be put back at original size)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
+import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import ConfigError
-from .sample import View
+from .sample import Sample, View
 
 TRANSFORM_KINDS = ("squash", "shorter_side", "resize_crop")
+# Where maps are scored: on the original image (pointing game, Grad-CAM boxes) or on the network
+# input grid with the ground truth mapped onto it (wsolevaluation: 224x224, boxes rescaled).
+EVALUATE_AT = ("original", "input")
 
 
 @dataclass(frozen=True)
@@ -19,17 +24,23 @@ class ProtocolTransform:
     """`squash`: resize to size x size, aspect not kept (Grad-CAM re-runs, RISE, Score-CAM, MaxBoxAcc).
     `shorter_side`: shorter side to `size`, aspect kept (pointing game, TorchRay).
     `resize_crop`: shorter side to `resize`, then center crop size x size (torchvision eval).
-    Resizing is bilinear with antialiasing, on uint8 RGB; then (x/255 - mean) / std."""
+    Resizing is bilinear with antialiasing, on uint8 RGB; then (x/255 - mean) / std.
+    `evaluate_at`: "original" or "input" (see EVALUATE_AT)."""
 
     kind: str
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resize: int = 256
+    evaluate_at: str = "original"
 
     def __post_init__(self) -> None:
         if self.kind not in TRANSFORM_KINDS:
             raise ConfigError(f"transform.kind={self.kind!r} is unknown; use one of {', '.join(TRANSFORM_KINDS)}")
+        if self.evaluate_at not in EVALUATE_AT:
+            raise ConfigError(f"transform.evaluate_at={self.evaluate_at!r} is unknown; use one of {', '.join(EVALUATE_AT)}")
+        if self.kind == "resize_crop" and self.resize < self.size:
+            raise ConfigError(f"transform.resize={self.resize} is smaller than transform.size={self.size}; the crop would not fit")
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, View]:
         """image: [3, H, W] uint8 RGB. Returns the normalized float input and its view."""
@@ -52,3 +63,72 @@ class ProtocolTransform:
         out = out.float().div_(255.0)
         out = TF.normalize(out, list(self.mean), list(self.std))
         return out, view
+
+
+def boxes_on_grid(boxes: np.ndarray, view: View, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Map inclusive original-pixel boxes [N, 4] onto a grid of `grid` = (height, width) pixels
+    covering `view` of the original. A box covers the continuous span [x0, x1 + 1); its image is
+    the set of grid pixels that span touches. Returns the mapped boxes and which boxes keep any
+    pixel on the grid (a center crop can cut boxes off)."""
+    height, width = grid
+    sx, sy = width / (view.x1 - view.x0), height / (view.y1 - view.y0)
+    b = boxes.astype(np.float64)
+    x0, x1 = (b[:, 0] - view.x0) * sx, (b[:, 2] + 1 - view.x0) * sx
+    y0, y1 = (b[:, 1] - view.y0) * sy, (b[:, 3] + 1 - view.y0) * sy
+    # 1e-9 absorbs float error so exact multiples land on the pixel they start
+    mapped = np.stack([np.floor(x0 + 1e-9), np.floor(y0 + 1e-9), np.ceil(x1 - 1e-9) - 1, np.ceil(y1 - 1e-9) - 1], axis=1)
+    keep = (mapped[:, 2] >= 0) & (mapped[:, 3] >= 0) & (mapped[:, 0] <= width - 1) & (mapped[:, 1] <= height - 1)
+    mapped[:, [0, 2]] = np.clip(mapped[:, [0, 2]], 0, width - 1)
+    mapped[:, [1, 3]] = np.clip(mapped[:, [1, 3]], 0, height - 1)
+    return mapped.astype(np.int64), keep
+
+
+def mask_on_grid(mask: np.ndarray, view: View, grid: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resample of a bool mask [H0, W0] onto the grid covering `view`: each grid
+    pixel takes the original pixel under its center."""
+    height, width = grid
+    src_h, src_w = mask.shape
+    ys = np.floor(view.y0 + (np.arange(height) + 0.5) * (view.y1 - view.y0) / height).astype(np.int64)
+    xs = np.floor(view.x0 + (np.arange(width) + 0.5) * (view.x1 - view.x0) / width).astype(np.int64)
+    return mask[np.ix_(np.clip(ys, 0, src_h - 1), np.clip(xs, 0, src_w - 1))]
+
+
+@dataclass
+class MasksOnGrid:
+    """The entry's per-class masks, resampled onto the network input grid when asked for
+    (picklable, so it can cross DataLoader workers)."""
+
+    masks: Callable[[], dict[int, np.ndarray]]
+    view: View
+    grid: tuple[int, int]
+
+    def __call__(self) -> dict[int, np.ndarray]:
+        return {c: mask_on_grid(m, self.view, self.grid) for c, m in self.masks().items()}
+
+
+def on_input_grid(sample: Sample) -> Sample:
+    """The sample with its ground truth mapped onto the network input grid, which becomes the
+    evaluation grid (orig_size = input size, full view): maps are then scored at input
+    resolution and never upsampled to the original image. Boxes cut off by a crop are dropped;
+    a class that loses all its boxes stays labelled but has no box on the grid."""
+    assert sample.image is not None and sample.view is not None
+    grid = tuple(sample.image.shape[-2:])
+    entry = sample.entry
+    changes = {}
+    notes = sample.notes
+    if len(entry.boxes):
+        boxes, keep = boxes_on_grid(entry.boxes, sample.view, grid)
+        changes.update(
+            boxes=boxes[keep],
+            box_labels=entry.box_labels[keep],
+            box_difficult=entry.box_difficult[keep] if len(entry.box_difficult) else entry.box_difficult,
+        )
+        if not keep.all():
+            notes = "; ".join(n for n in (notes, f"{int((~keep).sum())} box(es) outside the input crop") if n)
+    if entry.masks is not None:
+        changes["masks"] = MasksOnGrid(entry.masks, sample.view, grid)
+    changes["size_hint"] = grid
+    height, width = grid
+    return replace(
+        sample, entry=replace(entry, **changes), orig_size=grid, view=View(0.0, 0.0, float(width), float(height)), notes=notes
+    )

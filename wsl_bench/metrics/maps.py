@@ -34,8 +34,9 @@ def map_status(maps: torch.Tensor, normalize: str = "max") -> list[str]:
     """Per map [N, H, W]: OK, or why it cannot be scored (non-finite values, all zero,
     constant, or - with max normalization - no positive value to take 15% of)."""
     flat = maps.flatten(1)
-    finite = torch.isfinite(flat).all(dim=1)
-    safe = torch.where(torch.isfinite(flat), flat, torch.zeros((), device=flat.device))
+    finite_values = torch.isfinite(flat)
+    finite = finite_values.all(dim=1)
+    safe = torch.where(finite_values, flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
     mx, mn = safe.amax(dim=1), safe.amin(dim=1)
     status = []
     for is_finite, hi, lo in zip(finite.tolist(), mx.tolist(), mn.tolist()):

@@ -18,8 +18,8 @@ def distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
         return np.full(len(points), np.inf)
-    dx = np.maximum.reduce([boxes[None, :, 0] - points[:, None, 0], np.zeros((1, 1)), points[:, None, 0] - boxes[None, :, 2]])
-    dy = np.maximum.reduce([boxes[None, :, 1] - points[:, None, 1], np.zeros((1, 1)), points[:, None, 1] - boxes[None, :, 3]])
+    dx = np.maximum(np.maximum(boxes[None, :, 0] - points[:, None, 0], 0.0), points[:, None, 0] - boxes[None, :, 2])
+    dy = np.maximum(np.maximum(boxes[None, :, 1] - points[:, None, 1], 0.0), points[:, None, 1] - boxes[None, :, 3])
     return np.sqrt(dx**2 + dy**2).min(axis=1)
 
 

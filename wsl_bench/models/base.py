@@ -46,10 +46,17 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 def create_model(cfg: Any) -> LoadedModel:
     """Build the model described by the `model` config node, in eval mode, on CPU. The target
-    layer name is checked here, before any compute, and candidates are listed on a typo."""
-    loaded = MODELS.get(cfg.name)(cfg)
+    layer name is checked here, before any compute, and candidates are listed on a typo.
+    `model.multilabel=true` scores classes with independent sigmoids (VOC-20 / COCO-80 heads)."""
+    # `model.source` names the builder for model families (torchvision, timm); else the name does
+    loaded = MODELS.get(cfg.get("source") or cfg.name)(cfg)
     if cfg.get("target_layer"):
         loaded.target_layer = cfg.target_layer
+    if not loaded.target_layer:
+        raise ConfigError(
+            f"model {loaded.name} has no default target layer; set model.target_layer= to one of: "
+            f"{', '.join(_layer_candidates(loaded.module))}"
+        )
     resolve_layer(loaded.module, loaded.target_layer)
     loaded.module.eval()
     return loaded

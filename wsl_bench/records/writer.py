@@ -10,7 +10,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# The record schema. Boxes are inclusive pixel corners in original image coordinates.
+# The record schema. Boxes are inclusive pixel corners in original image coordinates. Metric
+# choices (thresholds, comparisons, tolerance, occlusion patch/stride/fill, ...) are in
+# provenance.json under "metric_settings". Hit vectors are booleans, bit-packed by parquet.
 RECORD_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
@@ -33,7 +35,14 @@ RECORD_SCHEMA = pa.schema(
         ("loc_correct", pa.bool_()),
         ("point_x", pa.int64()),
         ("point_y", pa.int64()),
-        ("point_hit", pa.bool_()),           # null when the class is not in the image
+        ("point_hit", pa.bool_()),           # null when the class is not scored (not in the image, all boxes difficult, no region)
+        ("energy", pa.float64()),            # share of map energy inside the class's boxes (gt rows)
+        ("boxacc_v1_hits", pa.list_(pa.bool_())),  # per threshold: largest component's box hits (gt rows)
+        ("boxacc_v2_hits", pa.list_(pa.bool_())),  # per IoU level, per threshold (row-major): best box hits
+        ("occlusion_corr", pa.float64()),    # Spearman correlation with the occlusion map (when enabled)
+        ("expl_prob", pa.float64()),         # probability of the target on the explanation map L * I (when enabled)
+        ("insertion_auc", pa.float64()),     # RISE insertion AUC (when enabled)
+        ("deletion_auc", pa.float64()),      # RISE deletion AUC (when enabled)
         ("notes", pa.string()),              # repairs made to the input (conversions, clipped boxes)
         ("skip_reason", pa.string()),        # set on rows of images that could not be scored
     ]

@@ -1,5 +1,11 @@
 """Stage 6, report: summary tables computed from the records."""
 
-from .summary import SUMMARY_COLUMNS, format_summary, summarize
+from .summary import (
+    SUMMARY_COLUMNS, SummarySettings, boxacc_curves, compare, compare_all, format_comparisons, format_summary,
+    summarize, summary_columns, win_rate,
+)
 
-__all__ = ["SUMMARY_COLUMNS", "format_summary", "summarize"]
+__all__ = [
+    "SUMMARY_COLUMNS", "SummarySettings", "boxacc_curves", "compare", "compare_all", "format_comparisons",
+    "format_summary", "summarize", "summary_columns", "win_rate",
+]

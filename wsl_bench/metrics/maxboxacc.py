@@ -1,0 +1,320 @@
+"""MaxBoxAcc and MaxBoxAccV2: Choe et al., "Evaluating Weakly Supervised Object Localization
+Methods Right", CVPR 2020 (Sec. 4.1 and the wsolevaluation code).
+
+For the GT class's map, min-max normalized, and every threshold tau in [0, 1) (step 0.01): binarize
+at tau, box the connected components, and record whether a box hits a GT box of the class
+(IoU >= delta, inclusive-pixel IoU). MaxBoxAcc (V1): the largest component's box, delta = 0.5.
+MaxBoxAccV2: the best-matching box among all components, at delta = 0.3 / 0.5 / 0.7. The dataset
+accuracy is taken per tau over all images, maximized over tau (separately per delta), and V2
+averages the three maxima.
+
+Differences from wsolevaluation, each deliberate: it traces cv2 contours on the map resized to
+224 x 224 and quantized to uint8, cuts with cv2.THRESH_BINARY (value > int(tau * 255)), ranks
+contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel wider than the contour
+(box_convention="wsolevaluation" reproduces that box). Here components are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked
+by pixel count (ties: first in raster order), boxes are tight inclusive corners, and the
+comparison (`ge`, the paper's s >= tau, or `gt`) is configuration.
+
+Speed: all thresholds are scored from one pass over the pixels, never by re-labeling the map per
+threshold. Each pixel points to its best neighbour (higher level, ties by raster index); pointer
+jumping sends every pixel to a local maximum. The "pieces" so formed have the property that their
+pixels above any threshold are connected inside the piece (each reaches the maximum through
+pixels at least as high), so the components at threshold k are unions of pieces linked by
+adjacent pixel pairs both above k: one graph over (piece, threshold) nodes, labeled by one
+connected-components call, gives every component at every threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from scipy import ndimage, sparse
+from scipy.sparse.csgraph import connected_components
+
+from .localization import box_iou_matrix
+
+_OFFSETS = {
+    4: ((0, 1), (1, 0), (0, -1), (-1, 0)),
+    8: ((0, 1), (1, 0), (1, 1), (1, -1), (0, -1), (-1, 0), (-1, -1), (-1, 1)),
+}
+
+
+def sweep_thresholds(step: float = 0.01) -> np.ndarray:
+    """Thresholds 0, step, 2 step, ... < 1 (Choe et al.: np.arange(0, 1, step))."""
+    if not 0 < step < 1:
+        raise ValueError(f"maxboxacc step must be in (0, 1), got {step}")
+    return np.arange(0.0, 1.0, step)
+
+
+def minmax_normalize(saliency: np.ndarray | torch.Tensor) -> np.ndarray | None:
+    """(s - min) / (max - min) as float64, or None for a map that cannot be normalized
+    (non-finite values, or constant / all zero)."""
+    s = saliency.detach().cpu().double().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, dtype=np.float64)
+    if not np.isfinite(s).all():
+        return None
+    lo, hi = s.min(), s.max()
+    if hi <= lo:
+        return None
+    return (s - lo) / (hi - lo)
+
+
+@dataclass
+class Components:
+    """Every connected component of every binarized map of a sweep: its threshold index,
+    pixel count, first pixel in raster order and inclusive box (x0, y0, x1, y1)."""
+
+    level: np.ndarray  # [C] threshold index k
+    area: np.ndarray  # [C]
+    first: np.ndarray  # [C] raster index of its first pixel
+    boxes: np.ndarray  # [C, 4]
+
+
+def _levels(v: np.ndarray, thresholds: np.ndarray, comparison: str) -> np.ndarray:
+    """q[p] = number of thresholds whose mask holds p; the mask at threshold k is q > k.
+
+    Equals np.searchsorted(thresholds, v, side="right" for ge / "left" for gt). For the sweep's
+    thresholds (k * step, as np.arange makes them) it is a floor division plus one exact
+    correction each way, computed with the same float products as the thresholds."""
+    if comparison not in ("ge", "gt"):
+        raise ValueError(f"comparison must be 'ge' or 'gt', got {comparison!r}")
+    n = len(thresholds)
+    step = float(thresholds[1]) if n > 1 else 0.0
+    if n < 2 or thresholds[0] != 0 or not np.array_equal(thresholds, np.arange(n) * step):
+        return np.searchsorted(thresholds, v, side="right" if comparison == "ge" else "left")
+    holds = np.less_equal if comparison == "ge" else np.less  # threshold t holds pixel v: holds(t, v)
+    q = np.floor(v / step)
+    q += 1
+    np.clip(q, 0, n, out=q)
+    q += (q < n) & holds(q * step, v)  # threshold number q (0-based) holds v too
+    q -= (q > 0) & ~holds((q - 1) * step, v)  # threshold number q - 1 does not
+    return q.astype(np.int64)
+
+
+@lru_cache(maxsize=8)
+def _pixel_coords(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raster index and x of every pixel (read-only, cached per shape)."""
+    index = np.arange(height * width, dtype=np.int64)
+    xs = index % width
+    index.flags.writeable = False
+    xs.flags.writeable = False
+    return index, xs
+
+
+def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+    """Slices (here, there) pairing each pixel with its neighbour at (dy, dx)."""
+    h, w = a.shape
+
+    def span(d: int, n: int) -> tuple[slice, slice]:
+        return (slice(0, n - d), slice(d, n)) if d >= 0 else (slice(-d, n), slice(0, n + d))
+
+    (y_here, y_there), (x_here, x_there) = span(dy, h), span(dx, w)
+    return (y_here, x_here), (y_there, x_there)
+
+
+def threshold_components(
+    v: np.ndarray, thresholds: np.ndarray, comparison: str = "ge", connectivity: int = 8
+) -> Components:
+    """All components of the masks {v >= t} (or {v > t}) for every t in thresholds, from one
+    pass over the pixels (see the module docstring). v: [H, W] finite."""
+    if connectivity not in _OFFSETS:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
+    height, width = v.shape
+    n_thr = len(thresholds)
+    q = _levels(v, thresholds, comparison)
+    size = height * width
+    index, xs = _pixel_coords(height, width)
+
+    # Each pixel points to its best neighbour by (level, value, raster index), packed in one
+    # int64, or to itself at a local maximum: following pointers never goes down a level. The
+    # value (truncated) only makes the pieces fewer; correctness needs the level and the index.
+    index_bits = max(1, int(size - 1).bit_length())
+    level_bits = int(n_thr).bit_length()
+    value_bits = max(0, 62 - index_bits - level_bits)
+    # For v >= 0 the float64 bit pattern orders like the value; its top bits are a monotone key.
+    key = q << (value_bits + index_bits)
+    if value_bits:
+        key |= (np.ascontiguousarray(v, dtype=np.float64).view(np.int64) >> (63 - value_bits)) << index_bits
+    key |= index.reshape(height, width)
+    best = key.copy()
+    for dy, dx in _OFFSETS[connectivity]:
+        here, there = _shifted(key, dy, dx)
+        np.maximum(best[here], key[there], out=best[here])
+    parent = (best.ravel() & ((1 << index_bits) - 1)).astype(np.int32 if size < 2**31 else np.int64)
+    while True:  # pointer jumping: O(log path length) vectorized rounds
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            break
+        parent = grand
+    roots = np.flatnonzero(parent == index)
+    n_pieces = len(roots)
+    piece_of_root = np.empty(size, dtype=np.int64)
+    piece_of_root[roots] = np.arange(n_pieces)
+    piece = piece_of_root[parent].reshape(height, width)
+
+    # Per (piece, level): pixel count, first index, box; then cumulated over levels >= k + 1.
+    flat_q = q.ravel()
+    code = piece.ravel() * (n_thr + 1) + flat_q
+    n_codes = n_pieces * (n_thr + 1)
+    flat_index = index
+    big = size
+    count = np.bincount(code, minlength=n_codes).reshape(n_pieces, n_thr + 1)
+    first = np.full(n_codes, big, dtype=np.int64)
+    np.minimum.at(first, code, flat_index)
+    last = np.full(n_codes, -1, dtype=np.int64)
+    np.maximum.at(last, code, flat_index)
+    x_min = np.full(n_codes, big, dtype=np.int64)
+    np.minimum.at(x_min, code, xs)
+    x_max = np.full(n_codes, -1, dtype=np.int64)
+    np.maximum.at(x_max, code, xs)
+
+    def from_top(a: np.ndarray, op: np.ufunc) -> np.ndarray:
+        a = a.reshape(n_pieces, n_thr + 1)[:, ::-1]
+        return op.accumulate(a, axis=1)[:, ::-1][:, 1:]  # column k: levels > k
+
+    area = from_top(count, np.add)
+    first_k, last_k = from_top(first, np.minimum), from_top(last, np.maximum)
+    x0_k, x1_k = from_top(x_min, np.minimum), from_top(x_max, np.maximum)
+
+    # Adjacent pixels in different pieces link them for thresholds below min(q_a, q_b).
+    codes, weights = [], []
+    for dy, dx in _OFFSETS[connectivity][: len(_OFFSETS[connectivity]) // 2]:
+        here, there = _shifted(v, dy, dx)
+        pa, pb = piece[here], piece[there]
+        cross = pa != pb
+        if not cross.any():
+            continue
+        a, b = pa[cross].astype(np.int64), pb[cross].astype(np.int64)
+        codes.append(np.minimum(a, b) * n_pieces + np.maximum(a, b))
+        weights.append(np.minimum(q[here][cross], q[there][cross]))
+    node_alive = area > 0  # [P, K]
+    if codes:
+        pair, inverse = np.unique(np.concatenate(codes), return_inverse=True)
+        link = np.zeros(len(pair), dtype=np.int64)
+        np.maximum.at(link, inverse, np.concatenate(weights))
+        keep = link > 0
+        pair, link = pair[keep], link[keep]
+        src_piece, dst_piece = pair // n_pieces, pair % n_pieces
+        offsets = np.repeat(np.cumsum(link) - link, link)
+        k = np.arange(int(link.sum())) - offsets
+        src = np.repeat(src_piece, link) * n_thr + k
+        dst = np.repeat(dst_piece, link) * n_thr + k
+    else:
+        src = dst = np.zeros(0, dtype=np.int64)
+    n_nodes = n_pieces * n_thr
+    graph = sparse.coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n_nodes, n_nodes)).tocsr()
+    _, labels = connected_components(graph, directed=False)
+    alive = np.flatnonzero(node_alive.ravel())
+    label = labels[alive]
+    uniq, comp = np.unique(label, return_inverse=True)
+    n_comp = len(uniq)
+    level = np.zeros(n_comp, dtype=np.int64)
+    level[comp] = alive % n_thr  # all nodes of a component share the threshold
+    out_area = np.bincount(comp, weights=area.ravel()[alive], minlength=n_comp).astype(np.int64)
+    out_first = np.full(n_comp, big, dtype=np.int64)
+    np.minimum.at(out_first, comp, first_k.ravel()[alive])
+    out_last = np.full(n_comp, -1, dtype=np.int64)
+    np.maximum.at(out_last, comp, last_k.ravel()[alive])
+    bx0 = np.full(n_comp, big, dtype=np.int64)
+    np.minimum.at(bx0, comp, x0_k.ravel()[alive])
+    bx1 = np.full(n_comp, -1, dtype=np.int64)
+    np.maximum.at(bx1, comp, x1_k.ravel()[alive])
+    boxes = np.stack([bx0, out_first // width, bx1, out_last // width], axis=1)
+    return Components(level, out_area, out_first, boxes)
+
+
+def threshold_components_relabel(
+    v: np.ndarray, thresholds: np.ndarray, comparison: str = "ge", connectivity: int = 8
+) -> Components:
+    """Reference implementation: label the mask once per threshold (scipy.ndimage.label, sizes
+    by bincount, boxes by find_objects). For tests and the benchmark only."""
+    structure = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
+    width = v.shape[1]
+    levels, areas, firsts, boxes = [], [], [], []
+    for k, t in enumerate(thresholds):
+        labels, n = ndimage.label(v >= t if comparison == "ge" else v > t, structure=structure)
+        if n == 0:
+            continue
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        for j, (ys, xs) in enumerate(ndimage.find_objects(labels), start=1):
+            top = labels[ys.start, xs]
+            levels.append(k)
+            areas.append(sizes[j])
+            firsts.append(ys.start * width + xs.start + int(np.argmax(top == j)))
+            boxes.append((xs.start, ys.start, xs.stop - 1, ys.stop - 1))
+    return Components(
+        np.array(levels, np.int64), np.array(areas, np.int64), np.array(firsts, np.int64), np.array(boxes, np.int64).reshape(-1, 4)
+    )
+
+
+def sweep_ious(components: Components, gt_boxes: np.ndarray, n_thresholds: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per threshold: IoU of the largest component's box with its best GT box (V1) and the best
+    IoU of any component's box with any GT box (V2). 0 where the mask is empty."""
+    largest = np.zeros(n_thresholds)
+    best = np.zeros(n_thresholds)
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
+    if len(components.level) == 0 or len(gt_boxes) == 0:
+        return largest, best
+    iou = box_iou_matrix(components.boxes, gt_boxes).max(axis=1)
+    np.maximum.at(best, components.level, iou)
+    order = np.lexsort((components.first, -components.area, components.level))
+    head = np.ones(len(order), dtype=bool)
+    head[1:] = components.level[order][1:] != components.level[order][:-1]
+    chosen = order[head]
+    largest[components.level[chosen]] = iou[chosen]
+    return largest, best
+
+
+@dataclass(frozen=True)
+class BoxAccProtocol:
+    """Choe et al. 2020 defaults: thresholds 0..0.99 step 0.01, s >= tau on the min-max
+    normalized map, 8-connectivity, IoU levels 0.3 / 0.5 / 0.7, V1 at IoU 0.5."""
+
+    step: float = 0.01
+    iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
+    comparison: str = "ge"
+    connectivity: int = 8
+    v1_iou: float = 0.5
+    # "tight": inclusive box of the component; "wsolevaluation": its cv2 box (x, y, x + w, y + h),
+    # one pixel wider and taller, clipped to the image
+    box_convention: str = "tight"
+
+
+def boxacc_hits(
+    saliency: np.ndarray | torch.Tensor | None, gt_boxes: np.ndarray, protocol: BoxAccProtocol = BoxAccProtocol()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hit vectors of one map over the threshold sweep: (v1 [K], v2 [n_iou, K]) booleans.
+    A map that cannot be normalized (None, non-finite, constant) misses at every threshold."""
+    thresholds = sweep_thresholds(protocol.step)
+    n_iou = len(protocol.iou_thresholds)
+    v = None if saliency is None else minmax_normalize(saliency)
+    if v is None or len(gt_boxes) == 0:
+        return np.zeros(len(thresholds), bool), np.zeros((n_iou, len(thresholds)), bool)
+    comps = threshold_components(v, thresholds, protocol.comparison, protocol.connectivity)
+    if protocol.box_convention == "wsolevaluation":
+        height, width = v.shape
+        comps.boxes[:, 2] = np.minimum(comps.boxes[:, 2] + 1, width - 1)
+        comps.boxes[:, 3] = np.minimum(comps.boxes[:, 3] + 1, height - 1)
+    elif protocol.box_convention != "tight":
+        raise ValueError(f"box_convention must be 'tight' or 'wsolevaluation', got {protocol.box_convention!r}")
+    largest, best = sweep_ious(comps, gt_boxes, len(thresholds))
+    deltas = np.asarray(protocol.iou_thresholds)[:, None]
+    return largest >= protocol.v1_iou, best[None, :] >= deltas
+
+
+def max_box_acc(v1_hits: np.ndarray, v2_hits: np.ndarray) -> dict[str, object]:
+    """Dataset-level scores from stacked hit vectors v1 [N, K], v2 [N, n_iou, K]: accuracy
+    per threshold (the curves), each maximized over the threshold, V2 = mean of its maxima (%)."""
+    curve_v1 = 100.0 * v1_hits.mean(axis=0)
+    curve_v2 = 100.0 * v2_hits.mean(axis=0)
+    return {
+        "maxboxacc": float(curve_v1.max()),
+        "maxboxacc_v2": float(curve_v2.max(axis=1).mean()),
+        "maxboxacc_v2_per_iou": curve_v2.max(axis=1),
+        "best_tau_index_v1": int(curve_v1.argmax()),
+        "best_tau_index_v2": curve_v2.argmax(axis=1),
+        "curve_v1": curve_v1,
+        "curve_v2": curve_v2,
+    }
