@@ -23,10 +23,14 @@ def demo_run(tmp_path_factory):
 
 def test_demo_prints_summary_over_seven_images(demo_run):
     out_dir, result = demo_run
-    table = [line for line in result.stdout.splitlines() if line.startswith("| gradcam")]
-    assert len(table) == 1
-    cells = [c.strip() for c in table[0].strip("|").split("|")]
-    assert cells[1] == "7" and cells[2] == "0"  # n_images, n_skipped
+    rows = {
+        cells[0]: cells[1:]
+        for cells in ([c.strip() for c in line.strip("|").split("|")] for line in result.stdout.splitlines() if line.startswith("| "))
+    }
+    assert rows["metric"] == ["gradcam"]
+    assert rows["n_images"] == ["7"] and rows["n_skipped"] == ["0"]
+    summary = pd.read_csv(out_dir / "summary.csv")
+    assert rows["top1_loc_err"][0].startswith(f"{summary.loc[0, 'top1_loc_err']:.2f} [")
     assert "Traceback" not in result.stderr
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger("wsl_bench")
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
     from .pipeline import run  # heavy imports after argument parsing, so --help is fast
-    from .report import format_summary
+    from .report.terminal import format_for_terminal
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -28,7 +28,7 @@ def _main(cfg: DictConfig) -> None:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(format_summary(result.summary))
+    print(format_for_terminal(result.summary))
     print(f"\n{len(result.records)} records, {result.wall_time_s:.1f} s; outputs in {out_dir}")
 
 
