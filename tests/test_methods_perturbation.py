@@ -59,23 +59,29 @@ def test_occluding_a_region_the_model_ignores_changes_nothing():
     assert grid[..., x0 >= 8].abs().max() < 1e-5 and grid[..., x0 <= 4].abs().max() > 1e-2
     maps = explain(model, x, targets, methods=["occlusion"], target_layer="features.3", params={"occlusion": {"patch": 4, "stride": 2}})["occlusion"]
     assert maps.shape == (2, 2, 16, 16)
-    assert maps[..., 11:].abs().max() < 1e-5 and maps[..., :8].abs().max() > 1e-2
+    # default score=softmax: probability drops (small here), rounding noise far below them
+    assert maps[..., 11:].abs().max() < 1e-6 and maps[..., :8].abs().max() > 1e-4
 
 
-def test_occlusion_pixel_map_is_the_mean_drop_of_covering_windows():
+@pytest.mark.parametrize("score", ["softmax", "logit"])
+def test_occlusion_pixel_map_is_the_mean_drop_of_covering_windows(score):
     model = TinyCNN().eval()
     x, targets = torch.randn(1, 3, 16, 16), torch.tensor([[2]])
-    grid = occlusion_maps(model, x, targets, patch=6, stride=5, fill=0.0, chunk_size=64)  # windows at 0, 5, 10
-    maps = explain(model, x, targets, methods=["occlusion"], target_layer="features.3", params={"occlusion": {"patch": 6, "stride": 5}})["occlusion"]
+    read = (lambda logits: torch.softmax(logits, 1)) if score == "softmax" else (lambda logits: logits)
+    transform = read if score == "softmax" else None
+    grid = occlusion_maps(model, x, targets, patch=6, stride=5, fill=0.0, chunk_size=64, transform=transform)  # windows at 0, 5, 10
+    params = {"occlusion": {"patch": 6, "stride": 5, "score": score}}
+    maps = explain(model, x, targets, methods=["occlusion"], target_layer="features.3", params=params)["occlusion"]
     # pixel (y=5, x=0) is covered by windows (y0=0, x0=0) and (5, 0); pixel (12, 12) only by (10, 10)
     torch.testing.assert_close(maps[0, 0, 5, 0], (grid[0, 0, 0, 0] + grid[0, 0, 1, 0]) / 2)
     torch.testing.assert_close(maps[0, 0, 12, 12], grid[0, 0, 2, 2])
     # by hand: occlude the window at (5, 10) and read the drop
     occluded = x.clone()
     occluded[..., 5:11, 10:16] = 0
-    with torch.no_grad():
-        drop = model(x)[0, 2] - model(occluded)[0, 2]
+    with torch.no_grad():  # the paper maps the class probability (score=softmax)
+        drop = read(model(x))[0, 2] - read(model(occluded))[0, 2]
     torch.testing.assert_close(grid[0, 0, 1, 2], drop)
+    torch.testing.assert_close(maps[0, 0, 7, 12], drop)  # pixel (7, 12): covered by that window only
 
 
 @pytest.mark.parametrize("constant_channels,score", [("skip", "softmax"), ("zero_mask", "softmax"), ("skip", "logit")])
