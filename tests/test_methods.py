@@ -210,6 +210,15 @@ def test_gradcampp_exp_scale_and_smooth_with_zero_noise_equals_gradcampp(tiny):
     assert not torch.allclose(noisy[0], noisy[2])
 
 
+def test_smoothgradcampp_map_of_an_image_does_not_depend_on_its_batch(tiny):
+    images, targets = torch.randn(3, 3, 16, 16), torch.tensor([[1], [3], [0]])
+    params = {"smoothgradcampp": {"samples": 4, "noise_level": 0.3}}
+    batched = explain(tiny, images, targets, methods=["smoothgradcampp"], target_layer="features.3", params=params)["smoothgradcampp"]
+    for b in range(3):
+        alone = explain(tiny, images[b : b + 1], targets[b : b + 1], methods=["smoothgradcampp"], target_layer="features.3", params=params)["smoothgradcampp"]
+        torch.testing.assert_close(alone[0], batched[b], rtol=1e-4, atol=1e-6)
+
+
 class MLP(nn.Module):
     def __init__(self, act: type[nn.Module], inplace: bool = False) -> None:
         super().__init__()

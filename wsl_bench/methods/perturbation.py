@@ -44,6 +44,7 @@ def occlusion_maps(
     stride: int = 1,
     fill: float | torch.Tensor = 0.0,
     chunk_size: int = 64,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sliding-window occlusion (Zeiler & Fergus, ECCV 2014): for each window position, the drop
     in the target's logit when a patch x patch square of the input is replaced by `fill`.
@@ -51,6 +52,8 @@ def occlusion_maps(
     images [B, 3, H, W] (normalized), targets [B, T]. `fill` is in the normalized input space
     (0.0 = the dataset mean, i.e. "gray", for mean/std-normalized inputs); a [3] tensor gives a
     per-channel value. Windows start at 0, stride, ... while they fit inside the image.
+    transform: applied to the logits before reading the target's score (e.g. softmax over
+    classes, the paper's class probability); None keeps the logits.
     Returns the occlusion grid [B, T, n_y, n_x], value = score(original) - score(occluded)."""
     batch, _, height, width = images.shape
     if patch > min(height, width):
@@ -60,7 +63,8 @@ def occlusion_maps(
     n_pos = len(ys) * len(xs)
     fill_value = torch.as_tensor(fill, dtype=images.dtype, device=images.device).reshape(-1, 1, 1)
     with torch.inference_mode():
-        base = model(images).gather(1, targets)  # [B, T]
+        logits = model(images)
+        base = (logits if transform is None else transform(logits)).gather(1, targets)  # [B, T]
     rows = torch.arange(height, device=images.device)
     cols = torch.arange(width, device=images.device)
 
@@ -74,6 +78,6 @@ def occlusion_maps(
         return torch.where(window, fill_value, images[image_of])
 
     image_index = torch.arange(batch * n_pos, device=images.device) // n_pos
-    occluded = target_scores_of(model, make_inputs, batch * n_pos, image_index, targets, chunk_size)
+    occluded = target_scores_of(model, make_inputs, batch * n_pos, image_index, targets, chunk_size, transform)
     drop = base[:, None, :] - occluded.view(batch, n_pos, -1)  # [B, n_pos, T]
     return drop.permute(0, 2, 1).reshape(batch, targets.shape[1], len(ys), len(xs))

@@ -54,8 +54,9 @@ def smoothgradcampp(
     x_i (Y = exp(S), so d^nY/dA^n = exp(S_i) g_i^n), then alpha = D^2 / (2 D^2 + sum_ab A_ab D^3),
     w_k = sum_ij alpha_ij ReLU(D^1_ij), L = ReLU(sum_k w_k A^k) with A the clean image's
     activations. exp(S_i) is taken relative to the clean image's exp(S) (a common positive
-    factor per map; see scale_by_exp_score). Noise is drawn from a generator seeded with `seed`: the
-    same batch gives the same map. Each sample is one more forward/backward of the batch."""
+    factor per map; see scale_by_exp_score). Noise is drawn from a generator seeded with `seed`,
+    one [3, H, W] draw per sample shared by the images of the batch, so an image's map does not
+    depend on the batch it comes in. Each sample is one more forward/backward of the batch."""
     if samples < 1:
         raise ValueError("smoothgradcampp needs samples >= 1")
     generator = torch.Generator(device=p.images.device).manual_seed(seed)
@@ -64,7 +65,7 @@ def smoothgradcampp(
     reference = p.target_scores  # [B, T]
     d1 = d2 = d3 = None
     for _ in range(samples):  # running sums: memory of one sample, not `samples`
-        noise = torch.randn(p.images.shape, generator=generator, device=p.images.device, dtype=p.images.dtype)
+        noise = torch.randn((1, *p.images.shape[1:]), generator=generator, device=p.images.device, dtype=p.images.dtype)
         logits, _, g = layer_grads_of(p.model, p.layer, p.images + sigma * noise, p.targets)
         weight = torch.exp(logits.gather(1, p.targets) - reference)[..., None, None, None]  # exp(S_i) / exp(S)
         terms = (weight * g, weight * g * g, weight * g * g * g)

@@ -25,11 +25,18 @@ def windows_to_pixels(grid: torch.Tensor, patch: int, stride: int, size: tuple[i
 
 
 @register_method("occlusion")
-def occlusion(p: Pass, patch: int = 48, stride: int = 16, fill: float = 0.0, batch_size: int = 64) -> torch.Tensor:
-    """The drop in the target logit, score(x) - score(x with a patch x patch square set to
-    `fill`), for each window position (stride apart, inside the image), placed on the pixels:
-    each pixel gets the mean drop of the windows covering it. fill is in the normalized input
+def occlusion(
+    p: Pass, patch: int = 48, stride: int = 16, fill: float = 0.0, batch_size: int = 64, score: str = "softmax"
+) -> torch.Tensor:
+    """The drop in the target score, score(x) - score(x with a patch x patch square set to
+    `fill`), for each window position (stride apart, inside the image), placed on the pixels.
+    score=softmax: the target's class probability, the quantity the paper maps (Fig. 7 (d),
+    "correct class probability, as a function of the position of the gray square");
+    score=logit: the raw logit (as Captum's Occlusion on a logit model). Each pixel gets the mean drop of the windows covering it. fill is in the normalized input
     space (0 = the dataset mean, the paper's gray). The occluded forwards run batched under
     inference mode, batch_size at a time, one serving all targets. Returns [B, T, H, W]."""
-    grid = occlusion_maps(p.model, p.images, p.targets, patch=patch, stride=stride, fill=fill, chunk_size=batch_size)
+    transforms = {"softmax": lambda x: torch.softmax(x, dim=1), "logit": None}
+    if score not in transforms:
+        raise ValueError(f"occlusion: score must be 'softmax' or 'logit', got {score!r}")
+    grid = occlusion_maps(p.model, p.images, p.targets, patch=patch, stride=stride, fill=fill, chunk_size=batch_size, transform=transforms[score])
     return windows_to_pixels(grid, patch, stride, tuple(p.images.shape[-2:]))
