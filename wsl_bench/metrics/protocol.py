@@ -146,11 +146,13 @@ def score_maps(
     energy: EnergyProtocol | None = None,
     boxacc: BoxAccProtocol | None = None,
     gt_only: list[bool] | None = None,
+    valid: torch.Tensor | None = None,
 ) -> MapScores:
     """maps [N, H, W] at original image size; class_boxes[i]: GT boxes [M_i, 4] of map i's class;
     regions[i]: its pointing-game region (pointing_region; None = not scored; when `regions` is
     None the class boxes are used); gt_only[i]: map i explains a ground-truth target, the only
-maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
+maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); valid: [H, W] bool,
+    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box may hold.
     Maps that cannot be scored get no box, a miss, zero energy and no hit at any threshold;
     their status says why."""
     n = maps.shape[0]
@@ -159,6 +161,8 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
     safe = torch.nan_to_num(maps)
     masks = binarize(safe, loc.threshold, loc.comparison, loc.normalize)
     masks[torch.from_numpy(~ok).to(masks.device)] = False
+    if valid is not None:  # outside a crop the map has no value (to_original_size fills its minimum)
+        masks &= valid.to(masks.device)
     boxes = largest_component_boxes(masks, loc.connectivity)
     points = argmax_points(safe).cpu().numpy()
     iou = np.full(n, np.nan)
