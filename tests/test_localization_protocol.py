@@ -102,3 +102,20 @@ def test_center_crop_box_stays_inside_the_crop_when_the_whole_map_is_above_the_c
     assert scores.boxes[0].tolist() == [50, 0, 149, 99]
     assert scores.iou[0] == 1.0 and scores.loc_correct[0]
     assert view_mask((100, 200), View(0.0, 0.0, 200.0, 100.0)) is None
+
+
+def test_center_crop_energy_counts_no_energy_outside_the_crop():
+    # Same crop, map 0.5 (left) to 1.0 (right): a GT box equal to the crop holds all of the map's
+    # energy, share 1, with normalize=none as with minmax. Before the fix, normalize=none counted the
+    # filled-in minimum 0.5 on the 100 x 100 pixels outside: 7500 / (7500 + 5000) = 0.6.
+    from wsl_bench.data.sample import View
+    from wsl_bench.metrics.maps import to_original_size, view_mask
+    from wsl_bench.metrics.protocol import EnergyProtocol, LocalizationProtocol, PointingProtocol, score_maps
+
+    view = View(50.0, 0.0, 150.0, 100.0)
+    full = to_original_size(torch.tensor([[[0.5, 1.0], [0.5, 1.0]]]), (100, 200), view)
+    valid = view_mask((100, 200), view)
+    crop_box = [np.array([[50, 0, 149, 99]])]
+    for normalize in ("none", "minmax"):
+        scores = score_maps(full, crop_box, LocalizationProtocol(), PointingProtocol(), energy=EnergyProtocol(normalize=normalize), valid=valid)
+        assert scores.energy[0] == pytest.approx(1.0)

@@ -152,7 +152,8 @@ def score_maps(
     regions[i]: its pointing-game region (pointing_region; None = not scored; when `regions` is
     None the class boxes are used); gt_only[i]: map i explains a ground-truth target, the only
 maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); valid: [H, W] bool,
-    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box may hold.
+    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box or energy
+    may hold.
     Maps that cannot be scored get no box, a miss, zero energy and no hit at any threshold;
     their status says why."""
     n = maps.shape[0]
@@ -188,7 +189,10 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); v
         chosen = [i for i in range(n) if wanted[i]]
         # non-positive maps are not degenerate for the energy (with normalize=none their share is 0)
         own = [OK if status[i] == NON_POSITIVE else status[i] for i in chosen]
-        energies[chosen] = energy_in_boxes(maps[chosen], [class_boxes[i] for i in chosen], energy.normalize, own)
+        chosen_maps = maps[chosen]
+        if valid is not None and energy.normalize == "none":  # no energy outside a crop (minmax: min - min = 0 there)
+            chosen_maps = chosen_maps * valid.to(chosen_maps.device)
+        energies[chosen] = energy_in_boxes(chosen_maps, [class_boxes[i] for i in chosen], energy.normalize, own)
     v1: list[np.ndarray | None] = [None] * n
     v2: list[np.ndarray | None] = [None] * n
     if boxacc is not None:
