@@ -152,8 +152,8 @@ def score_maps(
     regions[i]: its pointing-game region (pointing_region; None = not scored; when `regions` is
     None the class boxes are used); gt_only[i]: map i explains a ground-truth target, the only
 maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); valid: [H, W] bool,
-    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box or energy
-    may hold.
+    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box (also in
+    the MaxBoxAcc sweep) or energy may hold.
     Maps that cannot be scored get no box, a miss, zero energy and no hit at any threshold;
     their status says why."""
     n = maps.shape[0]
@@ -196,8 +196,9 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); v
     v1: list[np.ndarray | None] = [None] * n
     v2: list[np.ndarray | None] = [None] * n
     if boxacc is not None:
+        valid_np = None if valid is None else valid.cpu().numpy()
         for i in range(n):
             if wanted[i]:
-                hit1, hit2 = boxacc_hits(maps[i] if status[i] not in _NO_PEAK else None, class_boxes[i], boxacc)
+                hit1, hit2 = boxacc_hits(maps[i] if status[i] not in _NO_PEAK else None, class_boxes[i], boxacc, valid_np)
                 v1[i], v2[i] = hit1, hit2.ravel()
     return MapScores(status, boxes, iou, loc_correct, points, point_hit, energies, v1, v2)
