@@ -16,10 +16,9 @@ def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View 
     """Bilinearly upsample maps [N, h, w] onto the original image [N, H0, W0].
 
     With a view covering only part of the image (center crop), the map fills that rectangle and
-    the rest of the image gets the map's minimum, so it never holds the peak (ties go to the
-    first pixel in raster order, but a map whose maximum equals its minimum is degenerate) and
-    leaves the min-max normalization unchanged. The minimum can still reach a cut (e.g. at 15% of
-    the max when the whole map is above it), so boxes are taken within `view_mask` only."""
+    the rest of the image gets the map's minimum: it never holds the peak of a non-constant map
+    and leaves the min-max normalization unchanged, but it can reach a cut (e.g. 15% of the max
+    when the whole map lies above it), so the metrics take boxes within `view_mask` only."""
     height, width = orig_size
     maps = maps.float()
     if view is None or view.is_full(height, width):
