@@ -83,3 +83,39 @@ def test_pointing_boundary_15px_is_a_miss_14px_a_hit():
     assert pointing_hit(sal, mask) is False
     assert distance_to_boxes(np.array([[31, 18]]), np.array([[40, 30, 50, 35]]))[0] == 15.0
     assert distance_to_boxes(np.array([[45, 31]]), np.array([[40, 30, 50, 35]]))[0] == 0.0
+
+
+def test_center_crop_box_stays_inside_the_crop_when_the_whole_map_is_above_the_cut():
+    # A 2x2 map all above 15% of its max (min 0.5), covering only the center 100 x 100 crop of a
+    # 200 x 100 image: every covered pixel is in the mask, so the box is the crop (50, 0, 149, 99),
+    # IoU 1 with a GT box equal to it; the filled-in minimum outside must not widen it to the
+    # whole image (IoU 0.5).
+    from wsl_bench.data.sample import View
+    from wsl_bench.metrics.maps import to_original_size, view_mask
+    from wsl_bench.metrics.protocol import LocalizationProtocol, PointingProtocol, score_maps
+
+    view = View(50.0, 0.0, 150.0, 100.0)
+    full = to_original_size(torch.tensor([[[0.5, 1.0], [0.75, 0.6]]]), (100, 200), view)
+    valid = view_mask((100, 200), view)
+    assert valid.sum() == 100 * 100 and valid[:, 50].all() and not valid[:, 49].any() and not valid[:, 150].any()
+    scores = score_maps(full, [np.array([[50, 0, 149, 99]])], LocalizationProtocol(), PointingProtocol(), valid=valid)
+    assert scores.boxes[0].tolist() == [50, 0, 149, 99]
+    assert scores.iou[0] == 1.0 and scores.loc_correct[0]
+    assert view_mask((100, 200), View(0.0, 0.0, 200.0, 100.0)) is None
+
+
+def test_center_crop_energy_counts_no_energy_outside_the_crop():
+    # Same crop, map 0.5 (left) to 1.0 (right): a GT box equal to the crop holds all of the map's
+    # energy, share 1, with normalize=none as with minmax. Before the fix, normalize=none counted the
+    # filled-in minimum 0.5 on the 100 x 100 pixels outside: 7500 / (7500 + 5000) = 0.6.
+    from wsl_bench.data.sample import View
+    from wsl_bench.metrics.maps import to_original_size, view_mask
+    from wsl_bench.metrics.protocol import EnergyProtocol, LocalizationProtocol, PointingProtocol, score_maps
+
+    view = View(50.0, 0.0, 150.0, 100.0)
+    full = to_original_size(torch.tensor([[[0.5, 1.0], [0.5, 1.0]]]), (100, 200), view)
+    valid = view_mask((100, 200), view)
+    crop_box = [np.array([[50, 0, 149, 99]])]
+    for normalize in ("none", "minmax"):
+        scores = score_maps(full, crop_box, LocalizationProtocol(), PointingProtocol(), energy=EnergyProtocol(normalize=normalize), valid=valid)
+        assert scores.energy[0] == pytest.approx(1.0)

@@ -128,3 +128,23 @@ def test_wsolevaluation_box_convention_is_one_pixel_larger():
     edge = np.zeros((20, 20))
     edge[17:20, 17:20] = 1.0  # at the border the wider box is clipped back to the image
     assert boxacc_hits(edge, np.array([[17, 17, 19, 19]]), BoxAccProtocol(box_convention="wsolevaluation"))[1][2, 50]
+
+
+def test_center_crop_pixels_outside_the_crop_are_in_no_mask():
+    # The map covers columns 2..5 of a 4 x 8 image (a crop), where it rises 0, 1/3, 2/3, 1; outside it
+    # holds the filled-in minimum 0. At tau = 0 (s >= 0) the mask is the crop, box (2, 0, 5, 3),
+    # IoU 1 with a GT box equal to it; before, the whole image (IoU 0.5). At tau in (0, 1/3]
+    # the mask is columns 3..5: IoU 12 / 16 = 0.75.
+    from wsl_bench.metrics.maxboxacc import BoxAccProtocol, boxacc_hits
+    sal = np.zeros((4, 8))
+    sal[:, 2:6] = [0.0, 1 / 3, 2 / 3, 1.0]
+    valid = np.zeros((4, 8), bool)
+    valid[:, 2:6] = True
+    gt = np.array([[2, 0, 5, 3]])
+    proto = BoxAccProtocol(step=0.25, iou_thresholds=(0.8,), v1_iou=0.8)
+    v1, v2 = boxacc_hits(sal, gt, proto, valid)
+    assert v1.tolist() == [True, False, False, False] and v2[0].tolist() == [True, False, False, False]
+    v1_all, _ = boxacc_hits(sal, gt, proto)
+    assert not v1_all[0]  # without the crop mask the whole 4 x 8 image is boxed at tau = 0
+    v1, _ = boxacc_hits(sal, gt, BoxAccProtocol(step=0.25, v1_iou=0.75), valid)
+    assert v1.tolist() == [True, True, False, False]

@@ -29,7 +29,7 @@ from .metrics.faithfulness import (
     ConfidenceSettings, InsertionDeletionSettings, OcclusionCache, OcclusionSettings, explanation_confidence,
     insertion_deletion, occlusion_correlation,
 )
-from .metrics.maps import to_original_size
+from .metrics.maps import to_original_size, view_mask
 from .metrics.maxboxacc import sweep_thresholds
 from .metrics.protocol import (
     EnergyProtocol, LocalizationProtocol, MetricProtocols, PointingProtocol, boxacc_protocol, pointing_region, score_maps,
@@ -119,6 +119,7 @@ def build_rows(
     pairs = [(method, t) for method in maps for t in range(len(sources))]
     class_boxes = [entry.boxes[entry.box_labels == int(targets[t])] for _, t in pairs]
     regions = [pointing_region(entry, int(targets[t]), protocols.pointing, masks) for _, t in pairs]
+    valid = view_mask(sample.orig_size, sample.view)
     rows = []
     for start in range(0, len(pairs), MAPS_PER_CHUNK):
         chunk = pairs[start : start + MAPS_PER_CHUNK]
@@ -127,7 +128,7 @@ def build_rows(
         scores = score_maps(
             full, class_boxes[start : start + len(chunk)], protocols.loc, protocols.pointing,
             regions=regions[start : start + len(chunk)], energy=protocols.energy, boxacc=protocols.boxacc,
-            gt_only=[sources[t][0] == "gt" for _, t in chunk],
+            gt_only=[sources[t][0] == "gt" for _, t in chunk], valid=valid,
         )
         for j, (method, t) in enumerate(chunk):
             target = int(targets[t])

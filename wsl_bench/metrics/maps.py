@@ -16,18 +16,36 @@ def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View 
     """Bilinearly upsample maps [N, h, w] onto the original image [N, H0, W0].
 
     With a view covering only part of the image (center crop), the map fills that rectangle and
-    the rest of the image gets the map's minimum, so it can never hold the peak or the box."""
+    the rest of the image gets the map's minimum: it never holds the peak of a non-constant map
+    and leaves the min-max normalization unchanged, but it can reach a cut (e.g. 15% of the max
+    when the whole map lies above it), so the metrics take boxes within `view_mask` only."""
     height, width = orig_size
     maps = maps.float()
     if view is None or view.is_full(height, width):
         return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
-    x0, y0 = max(0, round(view.x0)), max(0, round(view.y0))
-    x1, y1 = min(width, round(view.x1)), min(height, round(view.y1))
+    x0, y0, x1, y1 = _view_rect(orig_size, view)
     inner = F.interpolate(maps[:, None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[:, 0]
     floor = inner.flatten(1).amin(dim=1)
     out = floor[:, None, None].expand(-1, height, width).clone()
     out[:, y0:y1, x0:x1] = inner
     return out
+
+
+def _view_rect(orig_size: tuple[int, int], view: View) -> tuple[int, int, int, int]:
+    height, width = orig_size
+    return max(0, round(view.x0)), max(0, round(view.y0)), min(width, round(view.x1)), min(height, round(view.y1))
+
+
+def view_mask(orig_size: tuple[int, int], view: View | None = None) -> torch.Tensor | None:
+    """[H0, W0] bool: the pixels of the original image the map covers (to_original_size's
+    rectangle), or None when it covers the whole image."""
+    height, width = orig_size
+    if view is None or view.is_full(height, width):
+        return None
+    x0, y0, x1, y1 = _view_rect(orig_size, view)
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
 
 
 def map_status(maps: torch.Tensor, normalize: str = "max") -> list[str]:

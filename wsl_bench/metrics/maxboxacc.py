@@ -283,13 +283,23 @@ class BoxAccProtocol:
 
 
 def boxacc_hits(
-    saliency: np.ndarray | torch.Tensor | None, gt_boxes: np.ndarray, protocol: BoxAccProtocol = BoxAccProtocol()
+    saliency: np.ndarray | torch.Tensor | None,
+    gt_boxes: np.ndarray,
+    protocol: BoxAccProtocol = BoxAccProtocol(),
+    valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hit vectors of one map over the threshold sweep: (v1 [K], v2 [n_iou, K]) booleans.
-    A map that cannot be normalized (None, non-finite, constant) misses at every threshold."""
+    A map that cannot be normalized (None, non-finite, constant) misses at every threshold.
+    valid [H, W] bool: the pixels the map covers (a center crop); the others are in no mask."""
     thresholds = sweep_thresholds(protocol.step)
     n_iou = len(protocol.iou_thresholds)
     v = None if saliency is None else minmax_normalize(saliency)
+    if v is not None and valid is not None and not valid.all():
+        inside = minmax_normalize(v[valid])
+        # outside: -1, below every threshold (level 0 in threshold_components, in no component)
+        v = None if inside is None else np.where(valid, 0.0, -1.0)
+        if v is not None:
+            v[valid] = inside
     if v is None or len(gt_boxes) == 0:
         return np.zeros(len(thresholds), bool), np.zeros((n_iou, len(thresholds)), bool)
     comps = threshold_components(v, thresholds, protocol.comparison, protocol.connectivity)

@@ -146,11 +146,14 @@ def score_maps(
     energy: EnergyProtocol | None = None,
     boxacc: BoxAccProtocol | None = None,
     gt_only: list[bool] | None = None,
+    valid: torch.Tensor | None = None,
 ) -> MapScores:
     """maps [N, H, W] at original image size; class_boxes[i]: GT boxes [M_i, 4] of map i's class;
     regions[i]: its pointing-game region (pointing_region; None = not scored; when `regions` is
     None the class boxes are used); gt_only[i]: map i explains a ground-truth target, the only
-maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
+maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes); valid: [H, W] bool,
+    the pixels the maps cover (metrics.maps.view_mask; None: all), the only ones a box (also in
+    the MaxBoxAcc sweep) or energy may hold.
     Maps that cannot be scored get no box, a miss, zero energy and no hit at any threshold;
     their status says why."""
     n = maps.shape[0]
@@ -159,6 +162,8 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
     safe = torch.nan_to_num(maps)
     masks = binarize(safe, loc.threshold, loc.comparison, loc.normalize)
     masks[torch.from_numpy(~ok).to(masks.device)] = False
+    if valid is not None:  # outside a crop the map has no value (to_original_size fills its minimum)
+        masks &= valid.to(masks.device)
     boxes = largest_component_boxes(masks, loc.connectivity)
     points = argmax_points(safe).cpu().numpy()
     iou = np.full(n, np.nan)
@@ -184,12 +189,16 @@ maps the energy and MaxBoxAcc metrics score (None: all maps with class boxes).
         chosen = [i for i in range(n) if wanted[i]]
         # non-positive maps are not degenerate for the energy (with normalize=none their share is 0)
         own = [OK if status[i] == NON_POSITIVE else status[i] for i in chosen]
-        energies[chosen] = energy_in_boxes(maps[chosen], [class_boxes[i] for i in chosen], energy.normalize, own)
+        chosen_maps = maps[chosen]
+        if valid is not None and energy.normalize == "none":  # no energy outside a crop (minmax: min - min = 0 there)
+            chosen_maps = chosen_maps * valid.to(chosen_maps.device)
+        energies[chosen] = energy_in_boxes(chosen_maps, [class_boxes[i] for i in chosen], energy.normalize, own)
     v1: list[np.ndarray | None] = [None] * n
     v2: list[np.ndarray | None] = [None] * n
     if boxacc is not None:
+        valid_np = None if valid is None else valid.cpu().numpy()
         for i in range(n):
             if wanted[i]:
-                hit1, hit2 = boxacc_hits(maps[i] if status[i] not in _NO_PEAK else None, class_boxes[i], boxacc)
+                hit1, hit2 = boxacc_hits(maps[i] if status[i] not in _NO_PEAK else None, class_boxes[i], boxacc, valid_np)
                 v1[i], v2[i] = hit1, hit2.ravel()
     return MapScores(status, boxes, iou, loc_correct, points, point_hit, energies, v1, v2)
