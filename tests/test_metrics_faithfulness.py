@@ -88,6 +88,18 @@ def test_deletion_and_insertion_hand_computed():
     assert curve[0] == pytest.approx([1.0, 0.3, 0.0])
 
 
+def test_insertion_deletion_of_unscorable_maps_is_null_not_a_raster_order_number():
+    image = torch.tensor([[4.0, 3.0], [2.0, 1.0]]).expand(3, 2, 2)[None].clone()
+    maps = torch.stack([torch.zeros(2, 2), torch.full((2, 2), 5.0), torch.tensor([[1.0, float("nan")], [0.0, 2.0]]),
+                        torch.tensor([[4.0, 3.0], [2.0, 1.0]])])
+    ident = lambda logits: logits  # noqa: E731
+    ins, dele, _, _ = insertion_deletion(
+        WeightedSum(), image, torch.zeros(4, dtype=torch.long), maps, torch.zeros(4, dtype=torch.long), InsertionDeletionSettings(step=1), ident
+    )
+    assert np.isnan(ins[:3]).all() and np.isnan(dele[:3]).all()
+    assert dele[3] == pytest.approx((2.0 - 0.5) / 4)
+
+
 def test_trapezoid_and_blur_kernel():
     assert trapezoid_auc(np.array([1.0, 1.0, 1.0])) == 1.0
     assert trapezoid_auc(np.array([0.0, 1.0])) == 0.5

@@ -284,8 +284,9 @@ def insertion_deletion(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(insertion AUC [N], deletion AUC [N], insertion curves [N, S+1], deletion curves [N, S+1])
     for maps [N, h, w] of classes [N] on images[image_index]. Pixels are taken in descending map
-    value (upsampled to the input; ties in raster order); a map that cannot be scored (non-finite,
-    constant) keeps raster order, i.e. it explains nothing."""
+    value (upsampled to the input; ties in raster order). A map that cannot be scored (non-finite,
+    constant) gets NaN AUCs: its pixel order would be raster order, a number computed from no
+    explanation; its record's map_status says why and the summary counts it."""
     n = len(classes)
     height, width = images.shape[-2:]
     n_pixels = height * width
@@ -315,7 +316,11 @@ def insertion_deletion(
         pair_of = torch.arange(n * per_pair, device=images.device) // per_pair
         scores = target_scores_of(model, make_inputs, n * per_pair, pair_of, classes.view(-1, 1), settings.chunk_size, probabilities)
         curves[mode] = scores[:, 0].double().cpu().numpy().reshape(n, per_pair)
-    return trapezoid_auc(curves["insertion"]), trapezoid_auc(curves["deletion"]), curves["insertion"], curves["deletion"]
+    unusable = ~ok.cpu().numpy()
+    insertion_auc, deletion_auc = trapezoid_auc(curves["insertion"]), trapezoid_auc(curves["deletion"])
+    insertion_auc[unusable] = np.nan
+    deletion_auc[unusable] = np.nan
+    return insertion_auc, deletion_auc, curves["insertion"], curves["deletion"]
 
 
 def settings_dict(*settings: object) -> dict:
