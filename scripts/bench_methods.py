@@ -115,6 +115,8 @@ def main() -> None:
     torch.manual_seed(0)
     device = torch.device(args.device)
     model = torchvision.models.resnet50(weights=None).eval().to(device)  # random weights: nothing downloaded
+    # The pipeline freezes the model once per run (frozen_for_explanation), not per batch; so does this.
+    model.requires_grad_(False)
     names = args.methods.split(",") if args.methods else METHODS.names()
     params = {
         "smoothgradcampp": {"samples": args.smooth_samples},

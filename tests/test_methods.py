@@ -338,3 +338,25 @@ def test_method_yaml_module_and_target_errors_are_clear(tmp_path, monkeypatch):
     name = method_from_config("flat", {"name": "flat", "_target_": "user_cams_file.flat", "layer_grads": True})
     assert name == "flat" and METHODS.get("flat").needs_layer_grads
     assert method_from_config("flat2", {"name": "flat2", "module": str(tmp_path / "user_cams_file.py"), "_target_": "user_cams_file.flat"}) == "flat2"
+
+
+def test_mixed_module_modes_and_grad_flags_are_restored_exactly():
+    """A model in eval mode with one submodule left training, and a partly frozen backbone:
+    explaining (also when it fails) leaves every module's mode and every flag as it was."""
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    )
+    model.eval()
+    model[1].train()
+    model[0].weight.requires_grad_(False)
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    images = torch.randn(2, 3, 8, 8)
+    explain(model, images, torch.tensor([0, 2]), methods=("gradcam",), target_layer="2")
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    with pytest.raises(Exception):
+        explain(model, images, torch.tensor([0, 7]), methods=("gradcam",), target_layer="2")  # class 7 does not exist
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from .data import AnnotatedImages, Batch, DecodedImages, ProtocolTransform, Sample, build_dataset, collate_samples
 from .errors import ConfigError, UserError
 from .methods import Explainer, method_from_config
+from .methods.core import frozen_for_explanation
 from .metrics.faithfulness import (
     ConfidenceSettings, InsertionDeletionSettings, OcclusionCache, OcclusionSettings, explanation_confidence,
     insertion_deletion, occlusion_correlation,
@@ -364,24 +365,25 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     for image_id, reason in data.rejected:
         writer.add(skipped_rows(image_id, reason, methods, context))
     progress = _progress(cfg.get("progress", "auto"), total=len(data.entries))
-    scored_batches = 0
-    for batches, skipped in loader:
-        for sample in skipped:
-            writer.add(skipped_rows(sample.entry.image_id, sample.skip_reason, methods, context))
-        for batch in batches:
-            try:
-                writer.add(_explain_batch(explainer, batch, device, cfg, context))
-                scored_batches += 1
-            except (UserError, KeyboardInterrupt, torch.cuda.OutOfMemoryError):
-                raise
-            except Exception as exc:  # one bad batch must not end a long run; its rows say why
-                if scored_batches == 0:
+    with frozen_for_explanation(loaded.module):  # eval mode, no parameter grads: once for the run
+        scored_batches = 0
+        for batches, skipped in loader:
+            for sample in skipped:
+                writer.add(skipped_rows(sample.entry.image_id, sample.skip_reason, methods, context))
+            for batch in batches:
+                try:
+                    writer.add(_explain_batch(explainer, batch, device, cfg, context))
+                    scored_batches += 1
+                except (UserError, KeyboardInterrupt, torch.cuda.OutOfMemoryError):
                     raise
-                reason = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                log.warning("batch of %d images skipped: %s", len(batch.samples), reason)
-                for sample in batch.samples:
-                    writer.add(skipped_rows(sample.entry.image_id, reason, methods, context))
-        progress.update(sum(len(b.samples) for b in batches) + len(skipped))
+                except Exception as exc:  # one bad batch must not end a long run; its rows say why
+                    if scored_batches == 0:
+                        raise
+                    reason = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                    log.warning("batch of %d images skipped: %s", len(batch.samples), reason)
+                    for sample in batch.samples:
+                        writer.add(skipped_rows(sample.entry.image_id, reason, methods, context))
+            progress.update(sum(len(b.samples) for b in batches) + len(skipped))
     progress.close()
     records = read_records(writer.close())
     summary = summarize(records, settings=summary_settings)

@@ -11,15 +11,14 @@ Guided backpropagation needs a modified backward (the ReLU rule), so the guided 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import importlib
-import inspect
-import importlib.util
-import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -169,19 +168,22 @@ def method_from_config(key: str, node: Mapping[str, Any]) -> str:
 
 @contextmanager
 def frozen_for_explanation(model: nn.Module) -> Iterator[None]:
-    """Eval mode and no parameter gradients for the duration; the model's mode and every
-    parameter's requires_grad flag are restored afterwards, also on an exception."""
-    was_training = model.training
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    """Eval mode and no parameter gradients for the duration; every module's mode and every
+    parameter's requires_grad flag are restored exactly afterwards, also on an exception.
+    Only what needs changing is touched, so nesting (the pipeline freezes once per run) is cheap."""
+    training = [m for m in model.modules() if m.training]
+    trainable = [p for p in model.parameters() if p.requires_grad]
     try:
-        model.eval()
-        for p, _ in flags:
+        for module in training:
+            module.training = False
+        for p in trainable:
             p.requires_grad_(False)
         yield
     finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        model.train(was_training)
+        for p in trainable:
+            p.requires_grad_(True)
+        for module in training:
+            module.training = True
 
 
 @contextmanager
