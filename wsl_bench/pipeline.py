@@ -110,25 +110,33 @@ def build_rows(
     context: dict[str, Any],
     extra: Mapping[tuple[str, int], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score one image's maps ({method: [T, h, w]}) and return its records. `extra` holds the
-    model-based metrics' columns per (method, target column)."""
+    """Score one image's maps ({method: [T, h, w]}; methods may differ in grid size) and return
+    its records. `extra` holds the model-based metrics' columns per (method, target column)."""
     entry = sample.entry
     height, width = sample.orig_size
     labels = set(entry.labels)
     protocols: MetricProtocols = context["metrics"]
+    # Ground truth per target, decoded once per image and shared by every method.
     masks = entry.masks() if entry.masks is not None else None
-    pairs = [(method, t) for method in maps for t in range(len(sources))]
-    class_boxes = [entry.boxes[entry.box_labels == int(targets[t])] for _, t in pairs]
-    regions = [pointing_region(entry, int(targets[t]), protocols.pointing, masks) for _, t in pairs]
+    class_boxes = [entry.boxes[entry.box_labels == int(target)] for target in targets]
+    regions = [pointing_region(entry, int(target), protocols.pointing, masks) for target in targets]
     valid = view_mask(sample.orig_size, sample.view)
+    # Maps are stacked per chunk, so a chunk holds methods of one grid size only.
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for method, m in maps.items():
+        by_shape.setdefault(tuple(m.shape[1:]), []).append(method)
+    chunks = [
+        pairs[start : start + MAPS_PER_CHUNK]
+        for pairs in ([(method, t) for method in group for t in range(len(sources))] for group in by_shape.values())
+        for start in range(0, len(pairs), MAPS_PER_CHUNK)
+    ]
     rows = []
-    for start in range(0, len(pairs), MAPS_PER_CHUNK):
-        chunk = pairs[start : start + MAPS_PER_CHUNK]
+    for chunk in chunks:
         stacked = torch.stack([maps[method][t] for method, t in chunk])
         full = to_original_size(stacked, sample.orig_size, sample.view)
         scores = score_maps(
-            full, class_boxes[start : start + len(chunk)], protocols.loc, protocols.pointing,
-            regions=regions[start : start + len(chunk)], energy=protocols.energy, boxacc=protocols.boxacc,
+            full, [class_boxes[t] for _, t in chunk], protocols.loc, protocols.pointing,
+            regions=[regions[t] for _, t in chunk], energy=protocols.energy, boxacc=protocols.boxacc,
             gt_only=[sources[t][0] == "gt" for _, t in chunk], valid=valid,
         )
         for j, (method, t) in enumerate(chunk):
@@ -154,7 +162,7 @@ def build_rows(
                     "height": height,
                     "map_status": scores.status[j],
                     "pred_box": None if box[0] < 0 else box.tolist(),
-                    "gt_boxes": class_boxes[start + j].tolist(),
+                    "gt_boxes": class_boxes[t].tolist(),
                     "iou": None if np.isnan(scores.iou[j]) else float(scores.iou[j]),
                     "loc_correct": bool(scores.loc_correct[j]),
                     "point_x": int(scores.points[j, 0]),
@@ -442,20 +450,23 @@ def _explain_batch(
     classes = targets.classes.to(device)
     maps = explainer.maps(classes)
     probs = context["probabilities"](logits).gather(1, classes).cpu()
-    # Methods differ in resolution (layer grid vs input pixels): score each resolution apart.
+    # Methods differ in resolution (layer grid vs input pixels); the model-based metrics batch
+    # the maps of one resolution together.
     by_shape: dict[tuple[int, ...], list[str]] = {}
     for method, m in maps.items():
         by_shape.setdefault(tuple(m.shape[2:]), []).append(method)
-    extra = {}
+    extra_by_image: dict[int, dict[tuple[str, int], dict[str, Any]]] = {}
     for group in by_shape.values():
-        extra.update(faithfulness_columns(explainer.model, images, {m: maps[m] for m in group}, targets, context))
+        columns = faithfulness_columns(explainer.model, images, {m: maps[m] for m in group}, targets, context)
+        for (row, method, t), values in columns.items():
+            extra_by_image.setdefault(row, {})[(method, t)] = values
     rows = []
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])
-        mine = {(m, t): v for (row, m, t), v in extra.items() if row == i}
-        for group in by_shape.values():
-            per_image = {method: maps[method][i, :n] for method in group}
-            rows.extend(build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context, mine))
+        per_image = {method: m[i, :n] for method, m in maps.items()}
+        rows.extend(
+            build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context, extra_by_image.get(i))
+        )
     return rows
 
 
