@@ -36,9 +36,17 @@ def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
     return img.clip(0, 255).astype(np.uint8)
 
 
-def write_image(path: Path, height: int = 40, width: int = 48, seed: int = 0, mode: str = "RGB", fmt: str | None = None) -> Path:
+def write_image(path: Path, height: int = 40, width: int = 48, seed: int = 0, mode: str = "RGB", fmt: str | None = None,
+                exif_orientation: int | None = None) -> Path:
+    """An image file of height x width stored pixels (with an EXIF orientation tag when given)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(photo(height, width, seed)).convert(mode).save(path, format=fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None), quality=90)
+    extra = {}
+    if exif_orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        extra["exif"] = exif.tobytes()
+    Image.fromarray(photo(height, width, seed)).convert(mode).save(
+        path, format=fmt or ("JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else None), quality=90, **extra)
     return path
 
 

@@ -14,10 +14,12 @@ from PIL import Image
 from dataset_fixtures import write_coco, write_image, write_voc
 from wsl_bench.data import DecodedImages, ImageEntry, ProtocolTransform, Sample, View, build_dataset
 from wsl_bench.data.base import clip_boxes
-from wsl_bench.data.datasets.coco import CocoMasks, coco_box
+from wsl_bench.data.annotations import edge_box
+from wsl_bench.data.datasets.coco import CocoMasks
 from wsl_bench.data.datasets.synthetic import SIZES, SyntheticImage
 from wsl_bench.data.decode import ImageDecodeError, decode_rgb
 from wsl_bench.data.difficult import box_area, ebp_difficult_classes
+from wsl_bench.data.sample import FixedMasks
 from wsl_bench.data.transforms import mask_on_grid, on_input_grid
 from wsl_bench.errors import DatasetLayoutError
 
@@ -59,14 +61,22 @@ def test_voc_difficult_subset_from_a_flag_file(tmp_path):
     })
     root = tmp_path / "VOCdevkit"
     computed = build_dataset(dataset_cfg("voc", root=str(root)))
-    assert [e.difficult_classes for e in computed.entries] == [(11,), ()]
+    assert [_decoded(e).entry.difficult_classes for e in computed.entries] == [(11,), ()]  # from the decoded image size
     flags = tmp_path / "difficult.txt"
     flags.write_text("# image class\n000001 person\n000002,7\n")
     loaded = build_dataset(dataset_cfg("voc", root=str(root), difficult_flags=str(flags)))
-    assert [e.difficult_classes for e in loaded.entries] == [(14,), (7,)]
+    assert [_decoded(e).entry.difficult_classes for e in loaded.entries] == [(14,), (7,)]
+    # a malformed line concerns its image only; a file without one readable line is a layout error
+    flags.write_text("000001 horse-drawn-cart\n000002 cat\n")
+    partly = build_dataset(dataset_cfg("voc", root=str(root), difficult_flags=str(flags)))
+    assert partly.rejected == [("000001", "difficult flag file difficult.txt line 1: unknown class 'horse-drawn-cart'")]
     flags.write_text("000001 horse-drawn-cart\n")
-    with pytest.raises(DatasetLayoutError, match=r"difficult.txt:1: unknown class 'horse-drawn-cart'"):
+    with pytest.raises(DatasetLayoutError, match=r"difficult.txt has no readable line \(difficult flag file difficult.txt line 1: unknown class 'horse-drawn-cart'\)"):
         build_dataset(dataset_cfg("voc", root=str(root), difficult_flags=str(flags)))
+
+
+def _decoded(entry: ImageEntry) -> Sample:
+    return DecodedImages([entry], ProtocolTransform("squash", 32, (0.5,) * 3, (0.5,) * 3))[0]
 
 
 def test_voc12_layout_counts_and_flags(tmp_path):
@@ -80,7 +90,7 @@ def test_voc12_layout_counts_and_flags(tmp_path):
     assert first.labels == (5, 6) and first.box_labels.tolist() == [6, 6, 5]
     assert first.box_difficult.tolist() == [True, False, False]
     assert first.boxes.tolist() == [[0, 0, 9, 9], [11, 11, 29, 29], [1, 1, 47, 39]]
-    assert first.size_hint == (40, 48) and first.difficult_classes == (6,)
+    assert first.size_hint == (40, 48) and _decoded(first).entry.difficult_classes == (6,)
     assert second.boxes.tolist() == [[273, 0, 299, 19]]  # round(273.5) = 274 (banker's) -> 273
     assert build_dataset(dataset_cfg("voc12", root=str(tmp_path / "VOCdevkit"), limit=1)).entries[0].image_id == "2008_000001"
 
@@ -128,9 +138,9 @@ def test_masks_follow_the_grid():
     on_grid = mask_on_grid(mask, view, (64, 64))
     ys, xs = np.nonzero(on_grid)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (12, 31, 12, 31) and on_grid.sum() == 400
-    coco = CocoMasks({0: [[[30, 10, 40, 10, 40, 20, 30, 20]]]}, 40, 80)
-    sample = on_input_grid(_sample(40, 80, _transform("resize_crop", 64, 80), [[30, 10, 39, 19]], masks=coco))
-    assert np.array_equal(sample.entry.masks()[0], mask_on_grid(coco()[0], view, (64, 64)))
+    coco, _ = CocoMasks([(0, [np.array([30, 10, 40, 10, 40, 20, 30, 20.0])])]).rasterize(40, 80, np.array([[30, 10, 39, 19]]))
+    sample = on_input_grid(_sample(40, 80, _transform("resize_crop", 64, 80), [[30, 10, 39, 19]], masks=FixedMasks(coco)))
+    assert np.array_equal(sample.entry.masks()[0], mask_on_grid(coco[0], view, (64, 64)))
     assert sample.view.is_full(64, 64) and sample.entry.masks()[0].shape == (64, 64)
 
 
@@ -167,10 +177,12 @@ def test_clip_boxes_counts_repairs():
 # --- COCO -------------------------------------------------------------------------------------
 
 def test_coco_box_and_masks_with_crowd_rle(tmp_path):
-    assert coco_box([20.5, 10.0, 15.0, 10.0]) == [20, 10, 35, 19]
-    crowd = {"counts": [40 * 10, 40 * 5, 40 * 25], "size": [40, 40]}  # column-major: columns 10..14
-    polygon = [[0, 0, 5, 0, 5, 4, 0, 4]]
-    masks = CocoMasks({0: [crowd, polygon], 2: [polygon]}, 40, 40)()
+    assert edge_box([20.5, 10.0, 15.0, 10.0], "bbox") == [20, 10, 35, 19]
+    crowd = {"counts": [40 * 10, 40 * 5, 40 * 25], "size": (40, 40)}  # column-major: columns 10..14
+    polygon = [np.array([0, 0, 5, 0, 5, 4, 0, 4.0])]
+    boxes = np.array([[10, 0, 14, 39], [0, 0, 4, 3], [0, 0, 4, 3]])
+    masks, note = CocoMasks([(0, crowd), (0, polygon), (2, polygon)]).rasterize(40, 40, boxes)
+    assert note == ""
     assert set(masks) == {0, 2} and masks[0].shape == (40, 40)
     assert masks[0][:, 10:15].all() and not masks[0][5:, 15:].any()
     assert masks[2][:4, :5].all() and masks[2].sum() == np.count_nonzero(masks[0][:, :10])
@@ -186,10 +198,12 @@ def test_coco17_loader_counts(tmp_path):
     write_coco(tmp_path, 2017, images, anns, [{"id": 1, "name": "person"}, {"id": 90, "name": "toothbrush"}])
     data = build_dataset(dataset_cfg("coco17", root=str(tmp_path)))
     assert data.class_names == ["person", "toothbrush"] and len(data.entries) == 2 and not data.rejected
-    assert data.entries[0].labels == (0, 1) and data.entries[0].difficult_classes == (1,)
-    assert data.entries[0].boxes.tolist() == [[1, 1, 10, 10], [0, 0, 47, 39]]
-    assert data.entries[1].masks()[0].sum() == 16 and data.entries[1].box_difficult.tolist() == [False, True]
-    assert data.entries[1].notes == "ignored 1 RLE mask(s) whose size differs from the image"
+    first, second = (_decoded(e) for e in data.entries)
+    assert first.entry.labels == (0, 1) and first.entry.difficult_classes == (1,)
+    assert first.entry.boxes.tolist() == [[1, 1, 10, 10], [0, 0, 47, 39]]
+    # the crowd RLE is sized 10x10, not 40x48 like the image: its box [0, 0, 1, 1] serves as its mask
+    assert second.entry.masks()[0].sum() == 16 + 4 and second.entry.box_difficult.tolist() == [False, True]
+    assert second.notes == "1 RLE mask(s) not sized 40x48 like the image: their boxes serve as masks"
 
 
 # --- synthetic ----------------------------------------------------------------------------------
@@ -213,7 +227,7 @@ def test_synthetic_is_deterministic_with_exact_boxes():
 # --- decoding edge cases --------------------------------------------------------------------
 
 def test_decode_min_side_is_exactly_eight(tmp_path):
-    rgb, note = decode_rgb(write_image(tmp_path / "ok.png", 8, 9))
+    rgb, note, _ = decode_rgb(write_image(tmp_path / "ok.png", 8, 9))
     assert tuple(rgb.shape) == (3, 8, 9) and note == ""
     with pytest.raises(ImageDecodeError, match=r"image too small \(9x7 px, need >= 8\)"):
         decode_rgb(write_image(tmp_path / "small.png", 7, 9))
@@ -221,7 +235,7 @@ def test_decode_min_side_is_exactly_eight(tmp_path):
 
 def test_decode_16bit_png_keeps_the_full_range(tmp_path):
     Image.fromarray(np.array([[0, 65535] * 4] * 8, dtype=np.uint16)).save(tmp_path / "a.png")
-    rgb, note = decode_rgb(tmp_path / "a.png")
+    rgb, note, _ = decode_rgb(tmp_path / "a.png")
     assert note == "converted I;16 to RGB" and rgb[:, 0, :2].tolist() == [[0, 255]] * 3
 
 

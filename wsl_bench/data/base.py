@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -9,10 +10,12 @@ from typing import Any, Callable
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..errors import DatasetLayoutError
+from ..errors import ConfigError, DatasetLayoutError
 from ..registry import Registry
-from .decode import ImageDecodeError, decode_rgb
-from .sample import ImageEntry, Sample
+from .annotations import join_notes, read_text, text_lines
+from .decode import DecodeOptions, Decoded, ImageDecodeError, decode_rgb
+from .difficult import ebp_difficult_classes
+from .sample import FixedMasks, ImageEntry, Sample, View
 from .transforms import ProtocolTransform, on_input_grid
 
 
@@ -38,8 +41,37 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
 
 
 def build_dataset(cfg: Any) -> AnnotatedImages:
-    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node)."""
-    return DATASETS.get(cfg.name)(cfg)
+    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node).
+    Configuration errors, layout errors and a split where no image can be scored stop here,
+    before any compute, with one line."""
+    check_limit(cfg)
+    options = DecodeOptions.from_config(cfg)
+    data = DATASETS.get(cfg.name)(cfg)
+    for entry in data.entries:
+        entry.decode = options
+    if not data.entries and data.rejected:
+        reasons = Counter(reason for _, reason in data.rejected)
+        image_id, reason = data.rejected[0]
+        raise DatasetLayoutError(
+            f"dataset={cfg.name}: none of the {len(data.rejected)} listed image(s) can be scored "
+            f"({len(reasons)} distinct reason(s); first: {image_id}: {reason})"
+        )
+    return data
+
+
+def check_limit(cfg: Any) -> None:
+    """`dataset.limit` is null or a positive integer."""
+    limit = cfg.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"dataset.limit={limit!r} must be a positive number of images, or null for all")
+
+
+def config_int(cfg: Any, key: str, default: int) -> int:
+    """An integer option of the dataset node (e.g. `dataset.box_offset`); anything else is a ConfigError."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"dataset.{key}={value!r} must be an integer")
+    return value
 
 
 def first_n(items: list, cfg: Any) -> list:
@@ -68,17 +100,19 @@ def require(path: Path, what: str, cfg: Any, hint: str) -> Path:
 
 
 def read_lines(path: Path, what: str, cfg: Any, hint: str) -> list[str]:
-    """Non-empty, stripped lines of a required text file; missing or empty is a layout error."""
-    require(path, what, cfg, hint)
-    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
-    lines = [line for line in lines if line and not line.startswith("#")]
+    """Non-empty, stripped, non-comment lines of a required text file; missing or empty is a
+    layout error."""
+    lines = [line for _, line in text_lines(read_text(path, what, cfg, hint))]
     if not lines:
         raise DatasetLayoutError(f"dataset={cfg.name}: {what} {path} is empty; set dataset.root={hint}")
     return lines
 
 
 class DecodedImages(Dataset):
-    """Decodes and transforms entries; a bad file becomes a skipped Sample, never an exception."""
+    """Decodes and transforms entries; a bad file becomes a skipped Sample, never an exception.
+
+    The ground truth stays on the original image's pixel grid, whatever resolution the file was
+    decoded at: the network input's view is mapped back onto it (decode.py, `max_pixels`)."""
 
     def __init__(self, entries: list[ImageEntry], transform: ProtocolTransform) -> None:
         self.entries = entries
@@ -90,30 +124,60 @@ class DecodedImages(Dataset):
     def __getitem__(self, index: int) -> Sample:
         entry = self.entries[index]
         try:
-            rgb, note = entry.render() if entry.render is not None else decode_rgb(entry.path)
+            return self._prepare(entry)
+        except Exception as exc:  # noqa: BLE001 - in a DataLoader worker an exception would end the run
+            return Sample(entry, None, (0, 0), skip_reason=f"could not prepare the image ({type(exc).__name__}: {str(exc)[:120]})")
+
+    def _prepare(self, entry: ImageEntry) -> Sample:
+        try:
+            if entry.render is not None:
+                rgb, note = entry.render()
+                decoded = Decoded(rgb, note, tuple(rgb.shape[-2:]))
+            else:
+                decoded = decode_rgb(entry.path, entry.decode)
         except ImageDecodeError as exc:
             return Sample(entry, None, (0, 0), skip_reason=str(exc))
-        height, width = rgb.shape[-2:]
-        notes = [n for n in (entry.notes, note) if n]
-        if entry.size_hint is not None and tuple(entry.size_hint) != (height, width):
-            notes.append(
-                f"annotation size {entry.size_hint[1]}x{entry.size_hint[0]} differs from image {width}x{height}"
-            )
+        height, width = decoded.size
+        notes = [entry.notes, decoded.note, size_hint_note(entry, decoded)]
+        if entry.masks is not None and hasattr(entry.masks, "rasterize"):
+            masks, mask_note = entry.masks.rasterize(height, width, entry.boxes)
+            entry = replace(entry, masks=FixedMasks(masks))
+            notes.append(mask_note)
         if len(entry.boxes):
             clipped = clip_boxes(entry, height, width)
             if clipped is None:
-                return Sample(entry, None, (height, width), skip_reason="all ground-truth boxes lie outside the image")
+                return Sample(entry, None, (height, width), skip_reason=outside_reason(entry.boxes, height, width))
             entry, box_note = clipped
-            if box_note:
-                notes.append(box_note)
+            notes.append(box_note)
+        if entry.difficult_rule is not None:
+            entry = replace(entry, difficult_classes=ebp_difficult_classes(entry.boxes, entry.box_labels, height, width, entry.difficult_rule))
         try:
-            image, view = self.transform(rgb)
+            image, view = self.transform(decoded.rgb)
         except Exception as exc:  # noqa: BLE001 - in a DataLoader worker an exception would end the run
             return Sample(entry, None, (height, width), skip_reason=f"could not transform the image ({type(exc).__name__}: {str(exc)[:120]})")
-        sample = Sample(entry, image, (height, width), view=view, notes="; ".join(notes), source_size=(height, width))
+        decoded_h, decoded_w = decoded.rgb.shape[-2:]
+        if (decoded_h, decoded_w) != (height, width):  # decoded reduced: the view in original pixels
+            sx, sy = width / decoded_w, height / decoded_h
+            view = View(view.x0 * sx, view.y0 * sy, view.x1 * sx, view.y1 * sy)
+        sample = Sample(entry, image, (height, width), view=view, notes=join_notes(*notes), source_size=(height, width))
         if self.transform.evaluate_at == "input":
             sample = on_input_grid(sample)
         return sample
+
+
+def size_hint_note(entry: ImageEntry, decoded: Decoded) -> str:
+    """A note when the annotation's image size differs from the decoded image ("" otherwise)."""
+    height, width = decoded.size
+    if entry.size_hint is None or tuple(entry.size_hint) == (height, width):
+        return ""
+    note = f"annotation size {entry.size_hint[1]}x{entry.size_hint[0]} differs from image {width}x{height}"
+    if tuple(entry.size_hint) == (width, height) and "EXIF orientation" in decoded.note:
+        note += " (it matches the stored pixels: set dataset.exif_orientation=ignore if the boxes were drawn on them)"
+    return note
+
+
+def outside_reason(boxes: np.ndarray, height: int, width: int) -> str:
+    return f"all {len(boxes)} ground-truth box(es) lie outside the {width}x{height} image (first: {boxes[0].tolist()})"
 
 
 def clip_boxes(entry: ImageEntry, height: int, width: int) -> tuple[ImageEntry, str] | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DatasetLayoutError
+from .annotations import shown
 
 AREA_RULES = ("union", "sum")
 
@@ -43,28 +44,34 @@ def ebp_difficult_classes(
     return tuple(c for c in classes if box_area(boxes[box_labels == c], height, width, area) < quarter)
 
 
-def read_difficult_flags(path: str | Path, class_names: list[str], dataset: str) -> dict[str, set[int]]:
+def read_difficult_flags(path: str | Path, class_names: list[str], dataset: str) -> tuple[dict[str, set[int]], dict[str, str]]:
     """A flag file: one `image_id class` pair per line (class by name or index; separated by
-    spaces, tabs or a comma; `#` comments). Returns {image_id: {class index}}."""
+    spaces, tabs or a comma; `#` comments). Returns {image_id: {class index}} and, per image
+    with a malformed line, the reason (that image's subset is unknown: it is skipped). A file
+    without one readable line is a layout error."""
     path = Path(path).expanduser()
+    fix = "set dataset.difficult_flags=/path/to/flags.txt or null to compute the subset"
     if not path.is_file():
-        raise DatasetLayoutError(
-            f"dataset={dataset}: difficult flag file {path.resolve()} not found; "
-            "set dataset.difficult_flags=/path/to/flags.txt or null to compute the subset"
-        )
+        raise DatasetLayoutError(f"dataset={dataset}: difficult flag file {path.resolve()} not found; {fix}")
     index = {name: i for i, name in enumerate(class_names)}
     flags: dict[str, set[int]] = defaultdict(set)
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.split("#", 1)[0].replace(",", " ").split()
-        if not line:
+    bad: dict[str, str] = {}
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.split("\n"), 1):
+        parts = line.split("#", 1)[0].replace(",", " ").split()
+        if not parts:
             continue
-        if len(line) != 2:
-            raise DatasetLayoutError(f"dataset={dataset}: {path}:{number}: expected 'image_id class', got {' '.join(line)!r}")
-        image_id, cls = line
+        where = f"difficult flag file {path.name} line {number}"
+        if len(parts) != 2:
+            bad.setdefault(parts[0], f"{where}: expected 'image_id class', got {shown(' '.join(parts), 60)}")
+            continue
+        image_id, cls = parts
         if cls in index:
             flags[image_id].add(index[cls])
-        elif cls.isdigit() and int(cls) < len(class_names):
+        elif cls.isascii() and cls.isdigit() and int(cls) < len(class_names):
             flags[image_id].add(int(cls))
         else:
-            raise DatasetLayoutError(f"dataset={dataset}: {path}:{number}: unknown class {cls!r}")
-    return dict(flags)
+            bad.setdefault(image_id, f"{where}: unknown class {shown(cls)}")
+    if not flags and bad:
+        raise DatasetLayoutError(f"dataset={dataset}: difficult flag file {path} has no readable line ({next(iter(bad.values()))}); {fix}")
+    return dict(flags), bad

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
+
+from .decode import DecodeOptions
 
 
 def empty_boxes() -> np.ndarray:
@@ -22,9 +24,14 @@ class ImageEntry:
     boxes: [N, 4] int64, inclusive corners (x_min, y_min, x_max, y_max), 0-based.
     box_labels: [N] class index of each box. box_difficult: [N] bool (VOC "difficult").
     labels: classes present in the image (image-level ground truth).
-    masks: optional per-class ground-truth masks at original size, built on demand (COCO).
+    masks: optional per-class ground-truth masks at original size (COCO). Before decoding, a
+    `MaskSource` that DecodedImages rasterizes on the decoded image's grid; after, a callable
+    returning {class: [H, W] bool}.
     render: optional generator of the image itself ([3, H, W] uint8, note) for datasets that need
     no files (synthetic); when set, `path` is only a name.
+    difficult_rule: "union" | "sum" to compute the EBP difficult subset from the boxes once the
+    image size is known (DecodedImages; wsl_bench.data.difficult), None to keep difficult_classes.
+    decode: how the file is read (EXIF orientation, reduced decoding of large images).
 
     With `transform.evaluate_at=input`, the Sample's entry holds these annotations mapped onto the
     network input grid instead (see transforms.on_input_grid).
@@ -44,6 +51,27 @@ class ImageEntry:
     # Known size from the annotation file, if any (H, W); the decoded image is authoritative.
     size_hint: tuple[int, int] | None = None
     render: Callable[[], tuple[torch.Tensor, str]] | None = None
+    difficult_rule: str | None = None
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+
+
+class MaskSource(Protocol):
+    """Instance masks an entry knows before its image is decoded (e.g. COCO polygons and RLEs)."""
+
+    def rasterize(self, height: int, width: int, boxes: np.ndarray) -> tuple[dict[int, np.ndarray], str]:
+        """Per-class masks on the height x width image grid and a note on any repair; `boxes`
+        are the instances' boxes (inclusive, in instance order)."""
+        ...
+
+
+@dataclass
+class FixedMasks:
+    """Masks already rasterized on the image grid (picklable, so they cross DataLoader workers)."""
+
+    masks: dict[int, np.ndarray]
+
+    def __call__(self) -> dict[int, np.ndarray]:
+        return self.masks
 
 
 @dataclass

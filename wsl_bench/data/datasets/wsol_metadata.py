@@ -12,61 +12,50 @@ Selected with `dataset.metadata=/path/to/metadata/<DATASET>/<split>` on dataset=
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ...errors import DatasetLayoutError
+from ..annotations import AnnotationError, corner_box, integer, join_notes, number, read_index, swapped_note, unique_listing
 from ..base import AnnotatedImages, first_n, read_lines
 from ..sample import ImageEntry
 
 
-def _split_csv(line: str, n: int, path: Path, number: int, cfg: Any) -> list[str]:
-    parts = [p.strip() for p in line.split(",")]
-    if len(parts) != n:
-        raise DatasetLayoutError(f"dataset={cfg.name}: {path}:{number}: expected {n} comma-separated fields, got {line!r}")
-    return parts
-
-
 def build_from_metadata(cfg: Any, image_root: Path, class_names: list[str], hint: str) -> AnnotatedImages:
     meta = Path(str(cfg.metadata)).expanduser().resolve()
-    if not meta.is_dir():
-        raise DatasetLayoutError(f"dataset={cfg.name}: metadata folder {meta} not found; set dataset.metadata=/path/to/metadata/<DATASET>/<split>")
     meta_hint = "/path/to/metadata/<DATASET>/<split>"
-    ids = [line.strip() for line in read_lines(meta / "image_ids.txt", "image_ids.txt", cfg, hint)]
-    labels: dict[str, int] = {}
-    path = meta / "class_labels.txt"
-    for number, line in enumerate(read_lines(path, "class_labels.txt", cfg, hint), 1):
-        image, label = _split_csv(line, 2, path, number, cfg)
-        labels[image] = int(label)
-    boxes: dict[str, list[list[int]]] = defaultdict(list)
-    path = meta / "localization.txt"
-    if not path.is_file():
+    if not meta.is_dir():
+        raise DatasetLayoutError(f"dataset={cfg.name}: metadata folder {meta} not found; set dataset.metadata={meta_hint}")
+    ids, listing_notes = unique_listing(read_lines(meta / "image_ids.txt", "image_ids.txt", cfg, hint), "image_ids.txt")
+    ids = first_n(ids, cfg)
+    labels = read_index(meta / "class_labels.txt", "class_labels.txt", cfg, hint, 2, ",")
+    if not (meta / "localization.txt").is_file():
         raise DatasetLayoutError(f"dataset={cfg.name}: localization.txt not found in {meta}; set dataset.metadata={meta_hint}")
-    for number, line in enumerate(read_lines(path, "localization.txt", cfg, hint), 1):
-        image, *coords = _split_csv(line, 5, path, number, cfg)
-        boxes[image].append([int(round(float(c))) for c in coords])
-    sizes: dict[str, tuple[int, int]] = {}
-    path = meta / "image_sizes.txt"
-    if path.is_file():
-        for number, line in enumerate(read_lines(path, "image_sizes.txt", cfg, hint), 1):
-            image, width, height = _split_csv(line, 3, path, number, cfg)
-            sizes[image] = (int(height), int(width))
+    boxes = read_index(meta / "localization.txt", "localization.txt", cfg, hint, 5, ",")
+    sizes = read_index(meta / "image_sizes.txt", "image_sizes.txt", cfg, hint, 3, ",") if (meta / "image_sizes.txt").is_file() else None
+    for table in (labels, boxes, sizes):
+        if table is not None:
+            table.warn_unlisted(set(ids))
     entries, rejected = [], []
-    for image in first_n(ids, cfg):
-        label = labels.get(image)
-        if label is None:
-            rejected.append((image, "no class label in class_labels.txt"))
+    for image in ids:
+        try:
+            row = labels.one(image)
+            if row is None:
+                raise AnnotationError("no class label in class_labels.txt")
+            label = integer(row[1][0], f"class_labels.txt line {row[0]}: class label")
+            if not 0 <= label < len(class_names):
+                raise AnnotationError(f"class_labels.txt line {row[0]}: class label {label} outside 0..{len(class_names) - 1}")
+            lines = boxes.lines(image)
+            if not lines:
+                raise AnnotationError("no box in localization.txt")
+            parsed = [corner_box(fields, f"localization.txt line {line}", ("x0", "y0", "x1", "y1")) for line, fields in lines]
+            size_hint, size_note = image_size(sizes, image)
+        except AnnotationError as exc:
+            rejected.append((image, str(exc)))
             continue
-        if not 0 <= label < len(class_names):
-            rejected.append((image, f"class label {label} outside 0..{len(class_names) - 1}"))
-            continue
-        if not boxes.get(image):
-            rejected.append((image, "no box in localization.txt"))
-            continue
-        box_array = np.array(boxes[image], dtype=np.int64)
+        box_array = np.array([box for box, _ in parsed], dtype=np.int64)
         entries.append(
             ImageEntry(
                 image_id=image,
@@ -75,7 +64,21 @@ def build_from_metadata(cfg: Any, image_root: Path, class_names: list[str], hint
                 boxes=box_array,
                 box_labels=np.full(len(box_array), label, dtype=np.int64),
                 box_difficult=np.zeros(len(box_array), dtype=bool),
-                size_hint=sizes.get(image),
+                notes=join_notes(listing_notes.get(image, ""), swapped_note(sum(s for _, s in parsed), "localization.txt"), size_note),
+                size_hint=size_hint,
             )
         )
     return AnnotatedImages(cfg.name, entries, class_names, rejected)
+
+
+def image_size(sizes: Any, image: str) -> tuple[tuple[int, int] | None, str]:
+    """(height, width) from image_sizes.txt (only a hint: the decoded image is authoritative)
+    and a note when its line cannot be read."""
+    try:
+        row = sizes.one(image) if sizes is not None else None
+        if row is None:
+            return None, ""
+        width, height = (int(number(v, f"image_sizes.txt line {row[0]}: {k}")) for v, k in zip(row[1], ("width", "height")))
+        return (height, width), ""
+    except AnnotationError as exc:
+        return None, f"ignored the image size ({exc})"
