@@ -220,7 +220,8 @@ class Format:
     def corruption(self, img: Img, options: dict[str, Any]) -> st.SearchStrategy:
         """One corruption of image `img` (its index is set by `plan`)."""
         jpeg = [c for c in JPEG_KINDS if self.image_files_listed or c.kind != "absent"]
-        return st.one_of(self.value_corruption(img), st.sampled_from(jpeg), *self.extra_corruptions(img, options))
+        # half of the corruptions are malformed box values, half the format's other kinds
+        return st.one_of(self.value_corruption(img), st.one_of(st.sampled_from(jpeg), *self.extra_corruptions(img, options)))
 
     @st.composite
     def value_corruption(draw: Callable, self: "Format", img: Img) -> Corruption:
@@ -881,7 +882,7 @@ class DemoFormat(Format):
         ]
 
     def corruption(self, img: Img, options: dict[str, Any]) -> st.SearchStrategy:
-        return st.one_of(self.value_corruption(img), *self.extra_corruptions(img, options))
+        return st.one_of(self.value_corruption(img), st.one_of(*self.extra_corruptions(img, options)))
 
     def write(self, root: Path, images: list[Img], corruptions: list[Corruption], options: dict[str, Any]) -> tuple[Any, dict[str, int]]:
         root.mkdir(parents=True, exist_ok=True)

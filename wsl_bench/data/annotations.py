@@ -32,8 +32,8 @@ log = logging.getLogger("wsl_bench")
 # |coordinate| beyond this is clamped before integer conversion (no image is 2**31 px wide): the
 # box is then clipped to the image with a note, or dropped as lying outside it.
 COORD_LIMIT = 2**31
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 class AnnotationError(Exception):
@@ -43,7 +43,7 @@ class AnnotationError(Exception):
 def shown(value: Any, limit: int = 40) -> str:
     """A value as a reason quotes it: repr, cut to `limit` characters (huge or binary values)."""
     text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def number(value: Any, where: str, text: bool = True) -> float:

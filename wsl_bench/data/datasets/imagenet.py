@@ -55,25 +55,26 @@ def scan_images(folder: Path, known: set[str]) -> tuple[dict[str, tuple[Path, st
     """Images of a flat or class-folder layout: {image id (file stem): (path, wnid of its class
     folder or None)}, and (name, reason) rows for what looks like an image but cannot be one: an
     entry that cannot be read, a folder named like an image, several files with one stem (the
-    annotation, keyed by stem, cannot say which it describes) and an unreadable class folder."""
+    annotation, keyed by stem, cannot say which it describes) and an unreadable class folder.
+    What links make reachable twice counts once."""
     candidates: dict[str, list[tuple[str, Path, str | None]]] = {}
-    rejected: list[tuple[str, str]] = []
+    problems: list[tuple[str, Path, str]] = []
 
     def visit(item: os.DirEntry, relative: str, wnid: str | None, top: bool) -> None:
         looks_like_image = Path(item.name).suffix.lower() in IMAGE_SUFFIXES
         is_dir = _is_dir(item)
         if isinstance(is_dir, str):
             if looks_like_image or (top and item.name in known):
-                rejected.append((relative if looks_like_image else relative + "/", f"{relative} cannot be read ({is_dir})"))
+                problems.append((relative if looks_like_image else relative + "/", Path(item.path), f"{relative} cannot be read ({is_dir})"))
             else:
                 log.warning("%s/%s cannot be read (%s); ignored", folder.name, relative, is_dir)
         elif is_dir and looks_like_image:
-            rejected.append((relative, f"{relative} is a folder, not an image file"))
+            problems.append((relative, Path(item.path), f"{relative} is a folder, not an image file"))
         elif is_dir and top:
             inner = _scandir(item.path)
             if isinstance(inner, str):
                 if item.name in known:
-                    rejected.append((relative + "/", f"class folder {relative}/ cannot be read ({inner})"))
+                    problems.append((relative + "/", Path(item.path), f"class folder {relative}/ cannot be read ({inner})"))
                 else:
                     log.warning("%s/%s/ cannot be read (%s); ignored", folder.name, relative, inner)
                 return
@@ -87,11 +88,18 @@ def scan_images(folder: Path, known: set[str]) -> tuple[dict[str, tuple[Path, st
         raise DatasetLayoutError(f"dataset=imagenet: image folder {folder} cannot be read ({top}); set dataset.root={HINT}")
     for item in top:
         visit(item, item.name, None, True)
+
+    def once(rows: list) -> list:
+        """One row per real file (sorted by name: the shortest way to it first)."""
+        seen: dict[str, Any] = {}
+        for row in sorted(rows, key=lambda r: (r[0].count("/"), r[0])):
+            seen.setdefault(os.path.realpath(row[1]), row)
+        return list(seen.values())
+
     found: dict[str, tuple[Path, str | None]] = {}
+    rejected = [(relative, reason) for relative, _, reason in once(problems)]
     for stem, files in candidates.items():
-        files = sorted(files)
-        if len(files) > 1 and len({os.path.realpath(path) for _, path, _ in files}) == 1:
-            files = files[:1]  # one file, reached through links
+        files = once(files) if len(files) > 1 else files
         if len(files) == 1:
             found[stem] = files[0][1:]
             continue
