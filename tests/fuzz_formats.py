@@ -263,6 +263,15 @@ class Format:
             out.append(values)
         return out
 
+    def objects_as_written(self, img: Img, i: int, corruptions: list[Corruption], name_of: Callable[[Obj], bytes]) -> list[tuple[int, Obj, Any, list[Any]]]:
+        """(k, object, its class name, its 4 box values) as they go into the file."""
+        written = self.boxes_as_written(img, i, corruptions)
+        out = []
+        for k, obj in enumerate(self.objects_of(img, i, corruptions)):
+            name = next((c.value for c in corruptions if c.image == i and c.target == f"obj{k}.name"), name_of(obj))
+            out.append((k, obj, name, written[k] if k < len(written) else list(obj.box)))
+        return out
+
     def objects_of(self, img: Img, i: int, corruptions: list[Corruption]) -> tuple[Obj, ...]:
         extra = many_objects(img, i) if any(c.image == i and c.kind == "many_objects" for c in corruptions) else ()
         return img.objects + extra
@@ -382,17 +391,12 @@ class VocFormat(Format):
             ids[image_id] = i
             mine = [c for c in corruptions if c.image == i]
             write_jpeg(voc / "JPEGImages" / f"{image_id}.jpg", img, i, mine)
-            written = self.boxes_as_written(img, i, corruptions)
             objects = []
-            for k, obj in enumerate(self.objects_of(img, i, corruptions)):
-                name: bytes | None = VOC_CLASSES[obj.cls].encode()
-                # VOC pixel indices are 1-based
-                box: list[Any] | None = [v + 1 if isinstance(v, int) else v for v in (written[k] if k < len(written) else obj.box)]
+            for k, obj, name, values in self.objects_as_written(img, i, corruptions, lambda o: VOC_CLASSES[o.cls].encode()):
+                box: list[Any] | None = [v + 1 if isinstance(v, int) else v for v in values]  # VOC pixel indices are 1-based
                 difficult: Any = int(obj.difficult)
                 for c in mine:
-                    if c.target == f"obj{k}.name":
-                        name = c.value
-                    elif c.target == f"obj{k}.difficult":
+                    if c.target == f"obj{k}.difficult":
                         difficult = c.value
                     elif c.target == f"obj{k}.bndbox":
                         box = None
@@ -456,15 +460,7 @@ class ImagenetXmlFormat(Format):
             ids[image_id] = i
             mine = [c for c in corruptions if c.image == i]
             write_jpeg(val / f"{image_id}.JPEG", img, i, mine)
-            written = self.boxes_as_written(img, i, corruptions)
-            objects = []
-            for k, obj in enumerate(self.objects_of(img, i, corruptions)):
-                name = wnids[obj.cls].encode()
-                box = written[k] if k < len(written) else list(obj.box)
-                for c in mine:
-                    if c.target == f"obj{k}.name":
-                        name = c.value
-                objects.append((name, box, 0))
+            objects = [(name, values, 0) for _, _, name, values in self.objects_as_written(img, i, corruptions, lambda o: wnids[o.cls].encode())]
             size: list[Any] = [img.height, img.width]
             for c in mine:
                 if c.target.startswith("size."):
@@ -505,14 +501,8 @@ class KaggleCsvFormat(ImagenetXmlFormat):
             ids[image_id] = i
             mine = [c for c in corruptions if c.image == i]
             write_jpeg(val / f"{image_id}.JPEG", img, i, mine)
-            written = self.boxes_as_written(img, i, corruptions)
             tokens = []
-            for k, obj in enumerate(self.objects_of(img, i, corruptions)):
-                name = wnids[obj.cls].encode()
-                for c in mine:
-                    if c.target == f"obj{k}.name":
-                        name = c.value
-                values = written[k] if k < len(written) else list(obj.box)
+            for _, _, name, values in self.objects_as_written(img, i, corruptions, lambda o: wnids[o.cls].encode()):
                 tokens += [name] + [cell(v) for v in values]
             kinds = {c.kind for c in mine if c.target == "row"}
             if "token_dropped" in kinds:

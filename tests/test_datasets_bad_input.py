@@ -254,3 +254,26 @@ def test_a_split_where_no_image_can_be_scored_is_one_line_naming_the_first_reaso
         build_dataset(dataset_cfg("voc", root=str(tmp_path / "VOCdevkit")))
     assert str(info.value) == ("dataset=voc: none of the 1 listed image(s) can be scored (1 distinct reason(s); first: "
                                "000001: no objects of known classes (unknown: 'unicorn'))")
+
+
+def test_coco_masks_on_the_decoded_grid_and_boxes_for_missing_segmentations(tmp_path):
+    """Before: an instance without segmentation left its class without a mask, so the pointing game
+    silently skipped it, and masks were rasterized at the JSON's size even when the file differs."""
+    from dataset_fixtures import write_coco
+
+    images = [{"id": 1, "file_name": "a.jpg", "height": 40, "width": 48}, {"id": 2, "file_name": "b.jpg", "height": 40, "width": 48}]
+    anns = [{"image_id": 1, "category_id": 1, "bbox": [4.0, 5.0, 10.0, 20.0]},                                    # no segmentation
+            {"image_id": 1, "category_id": 3, "bbox": [20.0, 10.0, 8.0, 8.0], "segmentation": [[20, 10, 28, 10, 28, 18, 20, 18]]},
+            {"image_id": 2, "category_id": 3, "bbox": [20.0, 10.0, 8.0, 8.0], "segmentation": [[20, 10, 28, 10, 28, 18, 20, 18]]}]
+    write_coco(tmp_path, 2017, images, anns, [{"id": 1, "name": "person"}, {"id": 3, "name": "car"}])
+    import json
+
+    path = tmp_path / "annotations" / "instances_val2017.json"
+    doc = json.loads(path.read_text())
+    doc["images"][1]["height"] = 50  # the file is 40 high
+    path.write_text(json.dumps(doc))
+    a, b = decoded(build_dataset(dataset_cfg("coco17", root=str(tmp_path))).entries)
+    masks = a.entry.masks()
+    assert a.notes == "1 instance(s) without segmentation: their boxes serve as masks"
+    assert masks[0].sum() == 10 * 20 and masks[0][5:25, 4:14].all() and masks[1].sum() == 64
+    assert b.notes == "annotation size 48x50 differs from image 48x40" and b.entry.masks()[1].shape == (40, 48)

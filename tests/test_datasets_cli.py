@@ -471,11 +471,7 @@ def check_bad_input_run(result, reasons: dict[str, str], repaired: dict[str, str
 
 def test_every_bad_voc_input_in_one_run(runs):
     _, results = runs
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        _, reasons, repaired, clean = voc_bad_fixture(Path(scratch))
-    records, _ = check_bad_input_run(results["voc_bad"], reasons, repaired, clean)
+    records, _ = check_bad_input_run(results["voc_bad"], *bad_expectations(voc_bad_fixture))
     gt = records[(records["target_source"] == "gt") & records["skip_reason"].isna()].set_index("image_id")
     assert boxes(gt.loc["000004", "gt_boxes"]) == [[2, 3, 29, 34]]       # swapped, then 0-based
     assert boxes(gt.loc["000009", "gt_boxes"]) == [[9, 9, 9, 29]]       # a 1-px-wide box as written
@@ -486,11 +482,7 @@ def test_every_bad_voc_input_in_one_run(runs):
 
 def test_every_bad_coco_input_in_one_run(runs):
     _, results = runs
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as scratch:
-        _, reasons, repaired, clean = coco_bad_fixture(Path(scratch))
-    records, _ = check_bad_input_run(results["coco_bad"], reasons, repaired, clean)
+    records, _ = check_bad_input_run(results["coco_bad"], *bad_expectations(coco_bad_fixture))
     gt = records[(records["target_source"] == "gt") & records["skip_reason"].isna()].set_index("image_id")
     # every scored class is scored by the pointing game (no mask silently missing)
     assert gt["point_hit"].notna().all()
@@ -498,8 +490,7 @@ def test_every_bad_coco_input_in_one_run(runs):
 
 def test_every_bad_input_kind_in_one_run(runs):
     _, results = runs
-    reasons, repaired, clean = imagenet_bad_expectations()
-    records, summary = check_bad_input_run(results["bad"], reasons, repaired, clean)
+    records, summary = check_bad_input_run(results["bad"], *bad_expectations(imagenet_bad_fixture))
     scored = records[records["skip_reason"].isna()]
     assert len(scored) == 2 * len(set(repaired) | clean)  # gt + top-1 row per image
     gt = scored[scored["target_source"] == "gt"].set_index("image_id")
@@ -519,11 +510,12 @@ def test_every_bad_input_kind_in_one_run(runs):
     assert summary.loc[0, "n_images"] + summary.loc[0, "n_skipped"] == len(set(records["image_id"]))
 
 
-def imagenet_bad_expectations():
+def bad_expectations(fixture) -> tuple[dict[str, str], dict[str, str], set[str]]:
+    """What a bad-input fixture expects (reasons, notes, clean ids), from a scratch copy."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as scratch:
-        _, reasons, repaired, clean = imagenet_bad_fixture(Path(scratch))
+        _, reasons, repaired, clean = fixture(Path(scratch))
     return reasons, repaired, clean
 
 
