@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 
 from wsl_bench.data.sample import ImageEntry, Sample
 from wsl_bench.metrics.base import ImageTruth, MapChunk

@@ -204,3 +204,8 @@ def test_a_failure_of_every_image_is_raised_not_recorded(tmp_path):
     cfg.method = {"test_always_fails": {"name": "test_always_fails"}}
     with pytest.raises(RuntimeError, match="broken method"):
         run(cfg, tmp_path / "r")
+
+
+def test_a_target_layer_without_feature_maps_is_one_line_naming_candidates(tmp_path):
+    with pytest.raises(ConfigError, match=r"^method gradcam: target layer Linear outputs \[1, 1000\], not feature maps \[B, C, h, w\]; set model.target_layer= to a convolutional layer, e.g. one of: .*bn2"):
+        run(compose_run("dataset.limit=1", "model.target_layer=classifier", "targets.topk=0"), tmp_path / "r")

@@ -72,6 +72,25 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
 
+def user_target(node: Any, kind: str, name: str) -> Any:
+    """What a method or metric yaml brings from outside the package: imports its `module:` (so a
+    decorator in it registers), and returns the object its `_target_: pkg.module.attr` names (None
+    without one)."""
+    if node.get("module"):
+        import_user_module(str(node["module"]), kind)
+    target = node.get("_target_")
+    if not target:
+        return None
+    module_name, _, attr = str(target).rpartition(".")
+    if not module_name:
+        raise ConfigError(f"{kind} {name}: _target_ {target!r} must be 'module.attribute'")
+    import_user_module(module_name, kind)
+    found = getattr(sys.modules[module_name], attr, None)
+    if found is None:
+        raise ConfigError(f"{kind} {name}: {target!r} not found; fix the {kind} yaml's _target_")
+    return found
+
+
 def import_user_module(module: str, kind: str) -> None:
     """Import a module named in a method or metric yaml (`module:` / `_target_:`): a dotted module
     name on sys.path, or a path to a .py file."""

@@ -12,7 +12,6 @@ Guided backpropagation needs a modified backward (the ReLU rule), so the guided 
 from __future__ import annotations
 
 import inspect
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -22,7 +21,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.base import layer_candidates, resolve_layer
-from ..registry import Registry, import_user_module
+from ..registry import Registry, user_target
 
 
 @dataclass
@@ -120,17 +119,10 @@ def method_from_config(key: str, node: Mapping[str, Any]) -> str:
     from its `@register_method` flags or from the yaml's `layer_grads` / `input_grads` /
     `guided_input_grads` booleans."""
     name = str(node.get("name", key))
-    if node.get("module"):
-        import_user_module(str(node["module"]), "method")
-    target = node.get("_target_")
-    if target:
-        module_name, _, attr = str(target).rpartition(".")
-        if not module_name:
-            raise ConfigError(f"method {name}: _target_ {target!r} must be 'module.function'")
-        import_user_module(module_name, "method")
-        fn = getattr(sys.modules[module_name], attr, None)
+    fn = user_target(node, "method", name)
+    if fn is not None:
         if not callable(fn):
-            raise ConfigError(f"method {name}: {target!r} is not a function")
+            raise ConfigError(f"method {name}: {node['_target_']!r} is not a function")
         flags = getattr(fn, "method_spec", None)
         METHODS.register(
             name,

@@ -16,7 +16,6 @@ records stage takes their columns, the report their statistics."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, ClassVar, Mapping, Sequence
@@ -30,7 +29,7 @@ from torch import nn
 from ..config import Settings, settings_from
 from ..data.sample import ImageEntry, Sample
 from ..errors import ConfigError
-from ..registry import Registry, import_user_module
+from ..registry import Registry, user_target
 from .aggregate import MetricData
 from .maps import map_status, to_original_size, view_mask
 
@@ -211,17 +210,10 @@ def metric_from_config(key: str, node: Mapping[str, Any], run: RunInfo = RunInfo
     `_target_: pkg.module.Class` registers that class under the node's name."""
     node = dict(node or {})
     name = str(node.get("name", key))
-    if node.get("module"):
-        import_user_module(str(node["module"]), "metric")
-    target = node.get("_target_")
-    if target:
-        module_name, _, attr = str(target).rpartition(".")
-        if not module_name:
-            raise ConfigError(f"metric.{name}: _target_ {target!r} must be 'module.Class'")
-        import_user_module(module_name, "metric")
-        cls = getattr(sys.modules[module_name], attr, None)
+    cls = user_target(node, "metric", name)
+    if cls is not None:
         if not (isinstance(cls, type) and issubclass(cls, Metric)):
-            raise ConfigError(f"metric.{name}: {target!r} is not a wsl_bench Metric subclass")
+            raise ConfigError(f"metric {name}: {node['_target_']!r} is not a wsl_bench Metric subclass")
         if METRICS.get_or_none(name) is not cls:
             register_metric(name)(cls)
     cls = METRICS.get(name)
