@@ -170,11 +170,12 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[
     )
     rows = []
     for i, sample in enumerate(batch.samples):
-        n = len(targets.sources[i])
-        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, targets.classes[i, :n].tolist(), targets.sources[i])
+        n = len(targets.sources[i])  # this image's target columns (the rest is padding)
+        image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
+        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources)
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
-        rows.extend(scored_rows(sample, spec.methods, targets.classes[i, :n].tolist(), targets.sources[i], probs[i, :n].tolist(), columns, spec.labels))
+        rows.extend(scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels))
     return rows
 
 
