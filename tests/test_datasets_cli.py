@@ -490,7 +490,8 @@ def test_every_bad_coco_input_in_one_run(runs):
 
 def test_every_bad_input_kind_in_one_run(runs):
     _, results = runs
-    records, summary = check_bad_input_run(results["bad"], *bad_expectations(imagenet_bad_fixture))
+    reasons, repaired, clean = bad_expectations(imagenet_bad_fixture)
+    records, summary = check_bad_input_run(results["bad"], reasons, repaired, clean)
     scored = records[records["skip_reason"].isna()]
     assert len(scored) == 2 * len(set(repaired) | clean)  # gt + top-1 row per image
     gt = scored[scored["target_source"] == "gt"].set_index("image_id")

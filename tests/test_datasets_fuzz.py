@@ -115,7 +115,7 @@ def test_pipeline_fuzz(name, heads):
             cfg, listed = fmt.write(Path(scratch) / "bad", images, corruptions, options)
             overrides = [f"dataset={fmt.dataset}", *(f"dataset.{k}={v}" for k, v in cfg.items() if k in ("root", "metadata", "annotations", "difficult_flags") and v is not None),
                          *model_overrides(name, heads), "method=[gradcam,center]", "targets.topk=1", "transform.size=64",
-                         "loader.batch_size=3", "progress=false", "report.bootstrap=0", "faithfulness.confidence.enabled=false"]
+                         "loader.batch_size=3", "progress=false", "report.bootstrap=0", "metric.avg_drop.enabled=false"]
             with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
                 full = compose("config", overrides=overrides)
             try:
