@@ -37,6 +37,7 @@ CASES = [
     ("cub_tables", Corruption(0, "obj0.width", "huge", "1" + "0" * 30), "NOTE: clipped 1 box(es) to the image"),  # OverflowError
     ("cub_tables", Corruption(0, "obj0.y", "missing", None), "bounding_boxes.txt line 1: expected 5 fields, got '1 5  16 16'"),  # every image refused
     ("cub_tables", Corruption(0, "split", "absent"), "no line for image id 1 in train_test_split.txt"),  # vanished without a row
+    ("cub_tables", Corruption(0, "listing", "duplicate", expect="hint"), "NOTE: listed 2 times in images.txt; scored once"),  # deduped silently (soak)
     ("imagenet_loc_csv", Corruption(0, "obj0.xmin", "non_utf8", b"1\xff"),
      "LOC_val_solution.csv line 2 box 1 (n01440764) xmin '1\ufffd' is not a number"),  # UnicodeDecodeError
     ("imagenet_loc_csv", Corruption(0, "row", "token_dropped"),

@@ -56,12 +56,14 @@ def listing(images: IndexFile, tables: list[IndexFile]) -> list[tuple[str, str, 
             continue
         paths = list(dict.fromkeys(fields[0] for _, fields in images.rows[key]))
         reason = f"images.txt lists image id {key} with {len(paths)} paths ({', '.join(paths[:3])})" if len(paths) > 1 else None
+        repeats = len(images.rows[key])
+        note = f"listed {repeats} times in images.txt; scored once" if repeats > 1 and reason is None else ""
         for path in paths:
             if path not in by_path:
-                out.append((key, path, reason, ""))
+                out.append((key, path, reason, note))
             by_path.setdefault(path, []).append(key)
-    for i, (key, image_id, reason, _) in enumerate(out):
-        keys = by_path.get(image_id, [key])
+    for i, (key, image_id, reason, note) in enumerate(out):
+        keys = list(dict.fromkeys(by_path.get(image_id, [key])))
         if len(keys) > 1 and reason is None:
             shown_keys = ", ".join(keys[:4])
             same = all(len({tuple(tuple(f) for _, f in table.rows.get(k, [])) for k in keys}) == 1 for table in tables)
