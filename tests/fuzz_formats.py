@@ -231,8 +231,10 @@ class Format:
         if kind in TEXT_BAD:
             return Corruption(0, f"obj{k}.{name}", kind, draw(TEXT_BAD[kind]), label=name)
         if kind == "out_of_range":
-            side = img.width if name in ("xmin", "xmax", "x0", "x1", "x_min", "x_max", "x") else img.height
-            return Corruption(0, f"obj{k}.{name}", kind, str(draw(st.integers(side + 1, side + 10**6))), label=name)
+            # beyond the far edge by 2 px or more (a corner on the edge itself, x1 == width, is the
+            # edge-coordinate convention: clipped silently)
+            side = img.width if name in ("xmin", "xmax", "x0", "x1", "x_min", "x_max", "x", "width") else img.height
+            return Corruption(0, f"obj{k}.{name}", kind, str(draw(st.integers(side + 2, side + 10**6))), label=name)
         return Corruption(0, f"obj{k}.box", kind, None, "valid" if kind == "zero_size" and self.inclusive else "bad", label="width|height")
 
     def extra_corruptions(self, img: Img, options: dict[str, Any]) -> list[st.SearchStrategy]:
@@ -697,12 +699,8 @@ class CocoFormat(Format):
         k = draw(st.integers(0, len(img.objects) - 1))
         name = draw(st.sampled_from(self.value_fields))
         kind = draw(st.sampled_from(sorted(JSON_BAD) + ["zero_size", "negative_extent", "huge_coords"]))
-        if kind in JSON_BAD:
-            value = draw(JSON_BAD[kind])
-            expect = "bad"
-            if kind == "negative" and name in ("x", "y"):
-                expect = "bad"  # the box reaches outside the image: clipped with a note, or all outside
-            return Corruption(0, f"obj{k}.{name}", kind, value, expect, label=name + "|bbox")
+        if kind in JSON_BAD:  # a negative x or y reaches outside the image: clipped with a note, or all outside
+            return Corruption(0, f"obj{k}.{name}", kind, draw(JSON_BAD[kind]), label=name + "|bbox")
         return Corruption(0, f"obj{k}.box", kind, None, label="width|height")
 
     def extra_corruptions(self, img: Img, options: dict[str, Any]) -> list[st.SearchStrategy]:
@@ -785,7 +783,7 @@ class CocoFormat(Format):
                     elif field_name == "bbox":
                         bbox = c.value
                     elif field_name == "segmentation":
-                        segmentation = bad_segmentation(c.value if c.value is not None else "polygon_far_outside", segmentation, img, obj)
+                        segmentation = bad_segmentation(c.value if c.value is not None else "polygon_far_outside", img, obj)
                 if bbox != "absent":
                     ann["bbox"] = bbox
                 if segmentation != "absent":
@@ -808,7 +806,8 @@ def rle_of(mask: np.ndarray) -> dict[str, Any]:
     return {"counts": counts, "size": [int(mask.shape[0]), int(mask.shape[1])]}
 
 
-def bad_segmentation(kind: str, clean: Any, img: Img, obj: Obj) -> Any:
+def bad_segmentation(kind: str, img: Img, obj: Obj) -> Any:
+    """The segmentation a corruption kind writes for `obj` (COCO JSON values)."""
     x0, y0, x1, y1 = obj.box
     poly = [x0, y0, x1 + 1, y0, x1 + 1, y1 + 1, x0, y1 + 1]
     return {

@@ -31,7 +31,8 @@ FUZZ = settings(
     max_examples=EXAMPLES or 20,
     deadline=None,
     derandomize=not EXAMPLES,  # CI: the same examples every run
-    database=None,
+    **({} if EXAMPLES else {"database": None}),  # a soak keeps failing examples in .hypothesis/ to replay them
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
 )
 TALLY: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))

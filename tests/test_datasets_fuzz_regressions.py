@@ -17,7 +17,7 @@ from fuzz_formats import FORMATS, Corruption, Img, Obj, check, load
 IMAGES = [Img(40, 48, (Obj(0, (5, 5, 20, 20)),)), Img(40, 48, (Obj(1, (10, 10, 30, 30)),))]
 J = "instances_val2014.json annotation 1"
 CASES = [
-    # format, corruption of image 0, what image 0 becomes (a skip reason, or "NOTE: " + its notes); before the fix:
+    # format, corruption(s) of image 0, what image 0 becomes (a skip reason, or "NOTE: " + its notes); before the fix:
     ("coco_json", Corruption(0, "obj0.x", "nan", float("nan")), f"{J} bbox x nan is not a finite number"),  # ValueError
     ("coco_json", Corruption(0, "obj0.width", "inf", float("inf")), f"{J} bbox width inf is not a finite number"),  # OverflowError
     ("coco_json", Corruption(0, "obj0.width", "null", None), f"{J} bbox width is missing"),  # TypeError
@@ -38,6 +38,8 @@ CASES = [
     ("cub_tables", Corruption(0, "obj0.y", "missing", None), "bounding_boxes.txt line 1: expected 5 fields, got '1 5  16 16'"),  # every image refused
     ("cub_tables", Corruption(0, "split", "absent"), "no line for image id 1 in train_test_split.txt"),  # vanished without a row
     ("cub_tables", Corruption(0, "listing", "duplicate", expect="hint"), "NOTE: listed 2 times in images.txt; scored once"),  # deduped silently (soak)
+    ("cub_tables", [Corruption(0, "boxes", "duplicate_same", expect="hint"), Corruption(0, "listing", "same_path_other_id", expect="hint")],
+     "NOTE: listed under image ids 1, 100 in images.txt; scored once"),  # a repeated box line read as another annotation (soak)
     ("imagenet_loc_csv", Corruption(0, "obj0.xmin", "non_utf8", b"1\xff"),
      "LOC_val_solution.csv line 2 box 1 (n01440764) xmin '1\ufffd' is not a number"),  # UnicodeDecodeError
     ("imagenet_loc_csv", Corruption(0, "row", "token_dropped"),
@@ -60,16 +62,22 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("name, corruption, expected", CASES, ids=[f"{n}-{c.target}-{c.kind}" for n, c, _ in CASES])
-def test_defect_found_by_the_fuzz_stays_fixed(name, corruption, expected):
+def _name(case: tuple) -> str:
+    name, corruptions, _ = case
+    return "-".join([name, *(f"{c.target}-{c.kind}" for c in (corruptions if isinstance(corruptions, list) else [corruptions]))])
+
+
+@pytest.mark.parametrize("name, corruptions, expected", CASES, ids=[_name(c) for c in CASES])
+def test_defect_found_by_the_fuzz_stays_fixed(name, corruptions, expected):
     fmt = FORMATS[name]
+    corruptions = corruptions if isinstance(corruptions, list) else [corruptions]
     images = list(fmt.shipped()[:2]) if name == "demo_csv" else IMAGES
     options = {"flags": False} if name == "voc_xml" else {}
     with tempfile.TemporaryDirectory() as scratch:
         clean_cfg, clean_ids = fmt.write(Path(scratch) / "clean", images, [], options)
-        bad_cfg, listed = fmt.write(Path(scratch) / "bad", images, [corruption], options)
+        bad_cfg, listed = fmt.write(Path(scratch) / "bad", images, corruptions, options)
         clean, bad = load(clean_cfg), load(bad_cfg)
-    check(fmt, images, [corruption], clean, clean_ids, bad, listed, defaultdict(Counter))
+    check(fmt, images, corruptions, clean, clean_ids, bad, listed, defaultdict(Counter))
     for image_id, i in listed.items():
         if i == 0:
             sample = bad.samples.get(image_id)

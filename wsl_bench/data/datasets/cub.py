@@ -66,7 +66,8 @@ def listing(images: IndexFile, tables: list[IndexFile]) -> list[tuple[str, str, 
         keys = list(dict.fromkeys(by_path.get(image_id, [key])))
         if len(keys) > 1 and reason is None:
             shown_keys = ", ".join(keys[:4])
-            same = all(len({tuple(tuple(f) for _, f in table.rows.get(k, [])) for k in keys}) == 1 for table in tables)
+            # the keys' lines (repeats of one line are one value) agree in every table
+            same = all(len({frozenset(tuple(f) for _, f in table.rows.get(k, [])) for k in keys}) == 1 for table in tables)
             if same:
                 out[i] = (key, image_id, None, f"listed under image ids {shown_keys} in images.txt; scored once")
             else:
