@@ -41,7 +41,7 @@ from ..config import setting
 from ..errors import ConfigError
 from .aggregate import MetricData, best_of_curves, curve_max, curve_max_mean, gt_rows, hit_matrix, with_values
 from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
-from .localization import box_iou_matrix
+from .localization import box_iou_matrix, predicted_rows
 from .maps import NO_PEAK
 
 _OFFSETS = {
@@ -413,10 +413,36 @@ class MaxBoxAcc(MapMetric):
             Statistic("maxboxacc", self._best("boxacc_v1_hits"), lower_is_better=False),
             Statistic("maxboxacc_v2", self._best("boxacc_v2_hits", groups=len(ious)), lower_is_better=False),
         ]
-        return stats + [
+        stats += [
             Statistic(f"maxboxacc_v2_iou{round(100 * iou)}", self._best("boxacc_v2_hits", groups=len(ious), level=j), lower_is_better=False)
             for j, iou in enumerate(ious)
         ]
+        if self.settings.top1:
+            stats += [
+                Statistic("maxboxacc_top1", self._best_top1("boxacc_v1_hits"), lower_is_better=False),
+                Statistic("maxboxacc_v2_top1", self._best_top1("boxacc_v2_hits", groups=len(ious)), lower_is_better=False),
+            ]
+        return stats
+
+    def _best_top1(self, column: str, groups: int = 1):
+        """Top-1 MaxBoxAcc: per image, the hits of the GT-class map of its top-1 prediction when
+        that prediction is one of its GT classes, else misses at every threshold; one unit per
+        image (for single-label data: GT-known hits and a right top-1 class), best threshold over
+        the dataset. Needs the predictions (targets.topk >= 1)."""
+
+        def build(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+            picked = with_values(gt_rows(rows), column)
+            if self.run.topk < 1 or not len(picked):
+                return None
+            top1 = predicted_rows(rows, 1).drop_duplicates("image_id").set_index("image_id")["target"]
+            right = (picked["target"].to_numpy() == picked["image_id"].map(top1).to_numpy()).astype(np.float64)
+            hits = hit_matrix(picked, column) * right[:, None]
+            image_ids, position = np.unique(picked["image_id"].to_numpy(), return_inverse=True)
+            per_image = np.zeros((len(image_ids), hits.shape[1]))
+            np.add.at(per_image, position, hits)  # at most one right row per image
+            return best_of_curves(pd.DataFrame({"image_id": image_ids}), per_image, images, groups)
+
+        return build
 
     @staticmethod
     def _best(column: str, groups: int = 1, level: int | None = None):

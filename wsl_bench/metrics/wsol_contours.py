@@ -42,26 +42,31 @@ from scipy import ndimage
 from skimage.morphology import reconstruction
 
 from .localization import box_iou_matrix
-from .maxboxacc import minmax_normalize, threshold_components
+from .maxboxacc import threshold_components
 
 # The box of a mask without contours (wsolevaluation: np.asarray([[0, 0, 0, 0]])).
 EMPTY_BOX = (0, 0, 0, 0)
 _CROSS = ndimage.generate_binary_structure(2, 1)
 
 
+def normalize_scoremaps(maps: torch.Tensor, valid: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    """wsolevaluation's normalize_scoremap for maps [N, H, W], as float64: (s - min) / max(s - min),
+    all zero for a map that holds a non-finite value or is constant. valid [H, W] bool: normalized
+    over those pixels, the others 0 (below every cut, in no histogram bin above the first)."""
+    maps = torch.as_tensor(maps).double()
+    inside = torch.ones(maps.shape[-2:], dtype=torch.bool, device=maps.device) if valid is None else torch.as_tensor(valid, device=maps.device)
+    flat = maps[:, inside]  # [N, P]
+    lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    ok = torch.isfinite(flat).all(dim=1) & (hi > lo)
+    scaled = (flat - lo[:, None]) / torch.where(ok, hi - lo, torch.ones_like(hi))[:, None]
+    out = torch.zeros_like(maps)
+    out[:, inside] = torch.where(ok[:, None], scaled, torch.zeros_like(scaled))
+    return out
+
+
 def normalize_scoremap(saliency: np.ndarray | torch.Tensor, valid: np.ndarray | None = None) -> np.ndarray:
-    """wsolevaluation's normalize_scoremap as float64 [H, W]: (s - min) / max(s - min), all zero
-    for a map that holds a non-finite value or is constant. valid [H, W]: normalized over those
-    pixels, the others 0 (never above a cut)."""
-    s = saliency.detach().cpu().double().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, dtype=np.float64)
-    if valid is not None and not valid.all():
-        inside = minmax_normalize(s[valid])
-        out = np.zeros_like(s)
-        if inside is not None:
-            out[valid] = inside
-        return out
-    v = minmax_normalize(s)
-    return np.zeros_like(s) if v is None else v
+    """normalize_scoremaps of one map [H, W], as a numpy array."""
+    return normalize_scoremaps(torch.as_tensor(saliency)[None], valid)[0].cpu().numpy()
 
 
 def quantize(v: np.ndarray) -> np.ndarray:
