@@ -16,6 +16,7 @@ from PIL import Image
 
 from dataset_fixtures import write_image
 from wsl_bench.data.base import build_dataset
+from wsl_bench.data.datasets.openimages import MaskDecodeError
 from wsl_bench.errors import DatasetLayoutError
 
 H, W = 40, 48
@@ -36,10 +37,11 @@ def rect(y0: int, y1: int, x0: int, x1: int, size: tuple[int, int] = (H, W)) -> 
 def write_openimages(tmp: Path) -> tuple[Path, Path]:
     """A wsolevaluation checkout: dataset/OpenImages/test/<class>/... and metadata/OpenImages/test.
     a: two instances and an ignore box overlapping one; b: another class; c: its mask PNG missing;
-    d: a mask that is not a PNG; e: a mask of the wrong size; f: its ignore PNG missing."""
+    d: a mask that is not a PNG; e: a mask of the wrong size; f: its ignore PNG missing; g: a PNG
+    cut short (its header reads, its pixels do not)."""
     root, meta = tmp / "wsolevaluation" / "dataset" / "OpenImages", tmp / "wsolevaluation" / "metadata" / "OpenImages" / "test"
     meta.mkdir(parents=True)
-    images = {"a": ("0bt_c3", 0), "b": ("0by6g", 1), "c": ("0bt_c3", 0), "d": ("0bt_c3", 0), "e": ("0by6g", 1), "f": ("0by6g", 1)}
+    images = {"a": ("0bt_c3", 0), "b": ("0by6g", 1), "c": ("0bt_c3", 0), "d": ("0bt_c3", 0), "e": ("0by6g", 1), "f": ("0by6g", 1), "g": ("0by6g", 1)}
     ids, labels, lines = [], [], []
     for i, (name, (mid, label)) in enumerate(images.items()):
         image = f"test/{mid}/{name}.jpg"
@@ -62,6 +64,12 @@ def write_openimages(tmp: Path) -> tuple[Path, Path]:
     lines.append("test/0by6g/e.jpg,test/0by6g/e_m0by6g_1.png,test/0by6g/e_ignore.png")
     png(folder("f") / "f_m0by6g_1.png", rect(10, 20, 10, 20))
     lines.append("test/0by6g/f.jpg,test/0by6g/f_m0by6g_1.png,test/0by6g/f_ignore.png")
+    rng = np.random.default_rng(0)
+    cut = folder("g") / "g_m0by6g_1.png"
+    png(cut, rng.random((H, W)) > 0.5)  # noise: the PNG's data spans many bytes
+    cut.write_bytes(cut.read_bytes()[:120])
+    png(folder("g") / "g_ignore.png", np.zeros((H, W), bool))
+    lines.append("test/0by6g/g.jpg,test/0by6g/g_m0by6g_1.png,test/0by6g/g_ignore.png")
     (meta / "image_ids.txt").write_text("\n".join(ids) + "\n")
     (meta / "class_labels.txt").write_text("\n".join(labels) + "\n")
     (meta / "localization.txt").write_text("\n".join(lines) + "\n")
@@ -80,7 +88,7 @@ def test_openimages_layout_masks_ignore_and_bad_inputs(tmp_path):
     assert rejected["test/0bt_c3/c.jpg"].startswith("mask PNG not found:")
     assert rejected["test/0bt_c3/d.jpg"].startswith("mask PNG unreadable (")
     entries = {e.image_id: e for e in data.entries}
-    assert sorted(entries) == ["test/0bt_c3/a.jpg", "test/0by6g/b.jpg", "test/0by6g/e.jpg", "test/0by6g/f.jpg"]
+    assert sorted(entries) == ["test/0bt_c3/a.jpg", "test/0by6g/b.jpg", "test/0by6g/e.jpg", "test/0by6g/f.jpg", "test/0by6g/g.jpg"]
     assert data.class_names[:3] == ["0bt_c3", "0by6g", "class_2"] and len(data.class_names) == 100
     a = entries["test/0bt_c3/a.jpg"]
     union = rect(5, 15, 5, 20) | rect(25, 35, 30, 40)
@@ -92,6 +100,8 @@ def test_openimages_layout_masks_ignore_and_bad_inputs(tmp_path):
     assert (e.masks()[1] == rect(0, 20, 0, 24)).all()
     f = entries["test/0by6g/f.jpg"]
     assert f.notes.startswith("ignore PNG not found:") and f.notes.endswith("no ignore region") and not f.ignore().any()
+    with pytest.raises(MaskDecodeError, match=r"unreadable mask PNG g_m0by6g_1.png"):
+        entries["test/0by6g/g.jpg"].masks()
     assert len(load(root, metadata=str(meta), limit=2).entries) == 2
 
 
@@ -127,4 +137,6 @@ def test_openimages_pxap_through_the_cli(tmp_path):
     # the 48; the mask's columns 0..9 -> grid columns 0..13
     assert gt.loc["test/0by6g/b.jpg", "pxap_pos_hist"].sum() == 64 * 14
     assert 0 < summary.loc[0, "pxap"] <= 100 and summary.loc[0, "pxap_lo"] <= summary.loc[0, "pxap"] <= summary.loc[0, "pxap_hi"]
-    assert summary.loc[0, "n_skipped"] == 2
+    skipped = records[records["skip_reason"].notna()].set_index("image_id")["skip_reason"]
+    assert skipped["test/0by6g/g.jpg"].startswith("error: MaskDecodeError: unreadable mask PNG g_m0by6g_1.png")
+    assert skipped["test/0bt_c3/c.jpg"].startswith("mask PNG not found:") and summary.loc[0, "n_skipped"] == 3

@@ -31,26 +31,15 @@ def v1_boxes(scoremap: np.ndarray, thresholds: np.ndarray) -> list[list[int]]:
 TAUS = np.arange(0, 1, 0.2)
 
 
-def test_unimodal_case():
-    scoremap = np.array([
-        [0.0, 0.0, 0.0, 0.0, 0.0],
-        [0.0, 0.4, 0.4, 0.4, 0.6],
-        [0.0, 0.4, 1.0, 0.8, 0.6],
-        [0.0, 0.4, 0.4, 0.4, 0.6],
-    ])
+UNIMODAL = (  # rows y = 0..3
+    np.array([[0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.4, 0.4, 0.6], [0.0, 0.4, 1.0, 0.8, 0.6], [0.0, 0.4, 0.4, 0.4, 0.6]]),
     # tau 0 and 0.2: the nonzero 3 x 4 block, x 1..4, y 1..3 -> (1, 1, 5, 4) clipped to (1, 1, 4, 3);
     # tau 0.4: 0.6, 0.8 and 1.0: x 2..4, y 1..3 -> (2, 1, 4, 3); tau 0.6: 0.8 and 1.0 at y = 2,
     # x 2..3 -> (2, 2, 4, 3); tau 0.8: the peak alone at (2, 2) -> (2, 2, 3, 3).
-    assert v1_boxes(scoremap, TAUS) == [[1, 1, 4, 3], [1, 1, 4, 3], [2, 1, 4, 3], [2, 2, 4, 3], [2, 2, 3, 3]]
-
-
-def test_multimodal_case_largest_polygon_then_last_found():
-    scoremap = np.array([
-        [0.4, 0.0, 0.2, 0.2, 0.2],
-        [0.4, 0.4, 0.0, 0.4, 0.0],
-        [0.0, 0.0, 0.0, 0.4, 0.0],
-        [1.0, 0.6, 0.8, 0.2, 0.2],
-    ])
+    [[1, 1, 4, 3], [1, 1, 4, 3], [2, 1, 4, 3], [2, 2, 4, 3], [2, 2, 3, 3]],
+)
+MULTIMODAL = (  # rows y = 0..3
+    np.array([[0.4, 0.0, 0.2, 0.2, 0.2], [0.4, 0.4, 0.0, 0.4, 0.0], [0.0, 0.0, 0.0, 0.4, 0.0], [1.0, 0.6, 0.8, 0.2, 0.2]]),
     # tau 0: every nonzero pixel is one 8-connected component (the column x = 3 joins the top row to
     # the bottom one, (1, 1)-(2, 0) joins the left group): (0, 0, 4, 3).
     # tau 0.2: the L of three 0.4s at the top left (polygon area 1/2) against the bottom row with
@@ -58,7 +47,13 @@ def test_multimodal_case_largest_polygon_then_last_found():
     # tau 0.4: the bottom row 1.0, 0.6, 0.8: (0, 3, 2, 3) -> (0, 3, 3, 3).
     # tau 0.6: two single pixels, 1.0 at x = 0 and 0.8 at x = 2, both of area 0: OpenCV lists the
     # later-found first, so x = 2: (2, 3, 3, 3). tau 0.8: the peak alone: (0, 3, 1, 3).
-    assert v1_boxes(scoremap, TAUS) == [[0, 0, 4, 3], [0, 0, 2, 2], [0, 3, 3, 3], [2, 3, 3, 3], [0, 3, 1, 3]]
+    [[0, 0, 4, 3], [0, 0, 2, 2], [0, 3, 3, 3], [2, 3, 3, 3], [0, 3, 1, 3]],
+)
+
+
+@pytest.mark.parametrize("scoremap, expected", [UNIMODAL, MULTIMODAL], ids=["unimodal", "multimodal"])
+def test_wsolevaluation_box_cases(scoremap, expected):
+    assert v1_boxes(scoremap, TAUS) == expected
 
 
 def test_degenerate_and_nan_maps_give_the_origin_box():

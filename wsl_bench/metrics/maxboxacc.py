@@ -8,12 +8,14 @@ MaxBoxAccV2: the best-matching box among all components, at delta = 0.3 / 0.5 / 
 accuracy is taken per tau over all images, maximized over tau (separately per delta), and V2
 averages the three maxima.
 
-Differences from wsolevaluation, each deliberate: it traces cv2 contours on the map resized to
-224 x 224 and quantized to uint8, cuts with cv2.THRESH_BINARY (value > int(tau * 255)), ranks
-contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel wider than the contour
-(box_convention="wsolevaluation" reproduces that box). Here components are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked
-by pixel count (ties: first in raster order), boxes are tight inclusive corners, and the
-comparison (`ge`, the paper's s >= tau, or `gt`) is configuration.
+mode=components (default) differs from wsolevaluation, deliberately: it traces cv2 contours
+(holes included) on the map quantized to uint8, cuts with cv2.THRESH_BINARY (value >
+int(tau * 255)), ranks contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel
+wider than the contour (box_convention="wsolevaluation" reproduces that box). Here components
+are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked by pixel count
+(ties: first in raster order), boxes are tight inclusive corners, and the comparison (`ge`, the
+paper's s >= tau, or `gt`) is configuration. mode=wsolevaluation is its BoxEvaluator exactly
+(metrics.wsol_contours).
 
 Speed: all thresholds are scored from one pass over the pixels, never by re-labeling the map per
 threshold. Each pixel points to its best neighbour (higher level, ties by raster index); pointer

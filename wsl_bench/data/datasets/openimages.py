@@ -15,9 +15,11 @@ pixel is in a mask when its PNG value is nonzero: wsolevaluation's `> 0.5` on cv
 read); ImageEntry.ignore is the ignore region minus that union (wsolevaluation's get_mask). Class
 names are the folder names (OpenImages MIDs without "/m/"). Masks are decoded when scored.
 
-Per image: a listed mask PNG that is missing, not an image, or of no class label rejects the
-image with the reason; a missing ignore PNG leaves no ignore region (noted); a mask whose size
-differs from the image is resized onto it, nearest neighbour (noted).
+Per image, from the files' headers when the split is read: an image without a class label or a
+mask, or with a listed mask PNG that is missing or not an image, is rejected with the reason; a
+missing ignore PNG leaves no ignore region (noted); a mask whose size differs from the image is
+resized onto it, nearest neighbour (noted). A PNG whose pixels fail to decode when scored skips
+the image with the error (MaskDecodeError).
 """
 
 from __future__ import annotations
@@ -89,6 +91,39 @@ class OpenImagesMasks:
         return _read_mask(self.ignore_path, self.size) & ~self.union()
 
 
+def _check_image(root: Path, image: str, label: int | None, masks: list[str], ignore: str | None) -> tuple[OpenImagesMasks, list[str]] | str:
+    """The image's masks and the notes on what was repaired, or why it cannot be used (read from
+    the files' headers only)."""
+    if label is None:
+        return "no class label in class_labels.txt"
+    if not 0 <= label < N_CLASSES:
+        return f"class label {label} outside 0..{N_CLASSES - 1}"
+    if not masks:
+        return "no mask in localization.txt"
+    size = _header_size(root / image)
+    if isinstance(size, str):
+        return f"image {size}"
+    notes = []
+    for mask in masks:
+        mask_size = _header_size(root / mask)
+        if isinstance(mask_size, str):
+            return f"mask PNG {mask_size}"
+        if mask_size != size:
+            notes.append(f"mask {Path(mask).name} is {mask_size[1]}x{mask_size[0]}, image {size[1]}x{size[0]}: resized (nearest)")
+    ignore_path: Path | None = None
+    if ignore is None:
+        notes.append("no ignore mask listed: no ignore region")
+    else:
+        ignore_size = _header_size(root / ignore)
+        if isinstance(ignore_size, str):
+            notes.append(f"ignore PNG {ignore_size}: no ignore region")
+        else:
+            ignore_path = root / ignore
+            if ignore_size != size:
+                notes.append(f"ignore mask is {ignore_size[1]}x{ignore_size[0]}, image {size[1]}x{size[0]}: resized (nearest)")
+    return OpenImagesMasks(label, tuple(root / m for m in masks), ignore_path, size), notes
+
+
 def default_metadata(root: Path, split: str) -> Path:
     return root.parent.parent / "metadata" / "OpenImages" / split
 
@@ -124,44 +159,13 @@ def build_openimages(cfg: Any) -> AnnotatedImages:
     class_names = [f"class_{i}" for i in range(N_CLASSES)]
     entries, rejected = [], []
     for image in first_n(ids, cfg):
-        label = labels.get(image)
-        if label is None:
-            rejected.append((image, "no class label in class_labels.txt"))
+        checked = _check_image(root, image, labels.get(image), masks.get(image, []), ignores.get(image))
+        if isinstance(checked, str):
+            rejected.append((image, checked))
             continue
-        if not 0 <= label < N_CLASSES:
-            rejected.append((image, f"class label {label} outside 0..{N_CLASSES - 1}"))
-            continue
-        if not masks.get(image):
-            rejected.append((image, "no mask in localization.txt"))
-            continue
-        size = _header_size(root / image)
-        if isinstance(size, str):
-            rejected.append((image, f"image {size}"))
-            continue
-        notes, problem = [], None
-        for mask in masks[image]:
-            mask_size = _header_size(root / mask)
-            if isinstance(mask_size, str):
-                problem = f"mask PNG {mask_size}"
-                break
-            if mask_size != size:
-                notes.append(f"mask {Path(mask).name} is {mask_size[1]}x{mask_size[0]}, image {size[1]}x{size[0]}: resized (nearest)")
-        if problem:
-            rejected.append((image, problem))
-            continue
-        ignore_path: Path | None = root / ignores[image] if image in ignores else None
-        if ignore_path is None:
-            notes.append("no ignore mask listed: no ignore region")
-        else:
-            ignore_size = _header_size(ignore_path)
-            if isinstance(ignore_size, str):
-                notes.append(f"ignore PNG {ignore_size}: no ignore region")
-                ignore_path = None
-            elif ignore_size != size:
-                notes.append(f"ignore mask is {ignore_size[1]}x{ignore_size[0]}, image {size[1]}x{size[0]}: resized (nearest)")
-        class_names[label] = Path(image).parent.name or class_names[label]
-        gt = OpenImagesMasks(label, tuple(root / m for m in masks[image]), ignore_path, size)
+        gt, notes = checked
+        class_names[gt.label] = Path(image).parent.name or class_names[gt.label]
         entries.append(ImageEntry(
-            image_id=image, path=root / image, labels=(label,), masks=gt, ignore=gt.ignore, notes="; ".join(notes), size_hint=size,
+            image_id=image, path=root / image, labels=(gt.label,), masks=gt, ignore=gt.ignore, notes="; ".join(notes), size_hint=gt.size,
         ))
     return AnnotatedImages(cfg.name, entries, class_names, rejected)
