@@ -238,8 +238,9 @@ def report(name: str, ours: pd.DataFrame, theirs: dict) -> list[tuple[str, float
         ("PxAP", theirs["pxap"], value["pxap"], ((pos != np.asarray(theirs["hist_pos"])) | (neg != np.asarray(theirs["hist_neg"]))).any(axis=1).mean()),
     ]
     degenerate = int(ours["map_status"].isin(NO_PEAK).sum())
-    moved = (np.abs(pos - np.asarray(theirs["hist_pos"])) + np.abs(neg - np.asarray(theirs["hist_neg"]))).sum() / 2 / (pos.sum() + neg.sum())
-    print(f"\n{name}: {n} maps, {degenerate} of them degenerate (all zero, constant, NaN); PxAP: {100 * moved:.4f}% of pixels in another bin")
+    moved = int((np.abs(pos - np.asarray(theirs["hist_pos"])) + np.abs(neg - np.asarray(theirs["hist_neg"]))).sum()) // 2
+    print(f"\n{name}: {n} maps, {degenerate} of them degenerate (all zero, constant, NaN); PxAP: {moved} of "
+          f"{int(pos.sum() + neg.sum())} counted pixels in another bin")
     print("| figure | wsolevaluation | wsl_bench | difference | maps that differ |")
     print("|---|---|---|---|---|")
     for label, a, b, rate in lines:
