@@ -103,7 +103,7 @@ class ImageTruth:
 
     @cached_property
     def masks(self) -> dict[int, np.ndarray] | None:
-        """Per-class ground-truth masks [H, W] when the dataset has them (COCO), else None."""
+        """Per-class ground-truth masks [H, W] when the dataset has them (COCO, OpenImages), else None."""
         return self.entry.masks() if self.entry.masks is not None else None
 
     @cached_property
