@@ -101,10 +101,11 @@ class Settings:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             key = f"{self.config_path}.{f.name}" if self.config_path else f.name
-            value = _coerce(getattr(self, f.name), hints[f.name], key)
+            given = getattr(self, f.name)
+            value = _coerce(given, hints[f.name], key)
             for bound, limit in f.metadata.get("bounds", {}).items():
                 if value is not None and not _BOUND_TEST[bound](value, limit):
-                    raise ConfigError(f"{key}={_show(value)} must be {_BOUND_TEXT[bound]} {limit}")
+                    raise ConfigError(f"{key}={_show(given)} must be {_BOUND_TEXT[bound]} {limit}")
             object.__setattr__(self, f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +123,7 @@ S = typing.TypeVar("S", bound=Settings)
 def settings_from(cls: type[S], node: Mapping[str, Any] | None, path: str | None = None) -> S:
     """`cls` built from a config node (at `path`, default `cls.config_path`): unknown keys and bad
     values are one-line ConfigErrors naming the key."""
-    values = dict(_container(node) or {})
+    values = dict(plain(node) or {})
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -130,7 +131,8 @@ def settings_from(cls: type[S], node: Mapping[str, Any] | None, path: str | None
     return cls(**values)
 
 
-def _container(node: Any) -> Any:
+def plain(node: Any) -> Any:
+    """A config node (DictConfig / ListConfig, resolved) as plain Python containers."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(node, (DictConfig, ListConfig)):

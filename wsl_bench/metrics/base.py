@@ -26,7 +26,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ..config import Settings, settings_from
+from ..config import Settings, plain, settings_from
 from ..data.sample import ImageEntry, Sample
 from ..errors import ConfigError
 from ..registry import Registry, user_target
@@ -213,7 +213,7 @@ def metric_from_config(key: str, node: Mapping[str, Any], run: RunInfo = RunInfo
     """The unit a `conf/metric/<key>.yaml` node describes and whether it is enabled. `module:` (a
     dotted module or a .py path) is imported first so its @register_metric takes effect;
     `_target_: pkg.module.Class` registers that class under the node's name."""
-    node = dict(node or {})
+    node = dict(plain(node) or {})
     name = str(node.get("name", key))
     cls = user_target(node, "metric", name)
     if cls is not None:
