@@ -113,6 +113,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     metrics = create_metrics(cfg.get("metric"), RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names)))
     transform = ProtocolTransform(
         cfg.transform.kind, cfg.transform.size, model.mean, model.std, cfg.transform.get("resize", 256), cfg.transform.get("evaluate_at", "original"),
+        cfg.transform.get("upsample", "bilinear"), cfg.transform.get("gt_to_grid", "span"),
     )
     return RunSpec(
         data, model, transform, methods, params, metrics, targets, sections["loader"], sections["report"], sections["records"],
@@ -172,7 +173,7 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
-        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources)
+        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources, spec.transform.upsample)
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
         rows.extend(scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels))

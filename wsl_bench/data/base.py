@@ -112,7 +112,7 @@ class DecodedImages(Dataset):
             return Sample(entry, None, (height, width), skip_reason=f"could not transform the image ({type(exc).__name__}: {str(exc)[:120]})")
         sample = Sample(entry, image, (height, width), view=view, notes="; ".join(notes), source_size=(height, width))
         if self.transform.evaluate_at == "input":
-            sample = on_input_grid(sample)
+            sample = on_input_grid(sample, self.transform.gt_to_grid)
         return sample
 
 
