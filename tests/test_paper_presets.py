@@ -101,7 +101,8 @@ def imagenet(tmp_path_factory) -> Path:
         (root / "val_bbox").mkdir(exist_ok=True)
         image.save(root / "val" / f"{image_id}.JPEG", quality=90)
         box = scaled_box(row, scale, image)
-        (root / "val_bbox" / f"{image_id}.xml").write_text(ilsvrc_xml(image_id, (image.height, image.width), [(imagenet_wnids()[int(row["class_index"])], *box)]))
+        wnid = imagenet_wnids()[int(row["class_index"])]
+        (root / "val_bbox" / f"{image_id}.xml").write_text(ilsvrc_xml(image_id, (image.height, image.width), [(wnid, *box)]))
         ids.append(f"val/{image_id}.JPEG")
         labels.append(f"val/{image_id}.JPEG,{row['class_index']}")
         boxes.append(f"val/{image_id}.JPEG," + ",".join(map(str, box)))
@@ -318,8 +319,8 @@ def test_gradcam_occlusion_faithfulness_voc07_val(voc, random_heads, tmp_path):
 
 
 POINTING_NEEDS = ("method=deconvnet", "method=excitation_backprop", "method=contrastive_excitation_backprop", "method=extremal_perturbation",
-                  "model=torchray_vgg16", "model=torchray_resnet50", "transform=torchray", "method.center.origin", "method.gradient.smooth", "method.guided_backprop.smooth",
-                  "method.rise.input_size")
+                  "model=torchray_vgg16", "model=torchray_resnet50", "transform=torchray", "method.center.origin", "method.gradient.smooth",
+                  "method.guided_backprop.smooth", "method.rise.input_size")
 
 
 @pytest.mark.parametrize("preset, data", [("pointing_voc07", "voc"), ("pointing_coco14", "coco")])

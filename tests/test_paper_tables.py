@@ -114,7 +114,8 @@ def compose_preset(name: str, tmp_path: Path, *overrides: str):
                 group = key.removeprefix("override /")
                 for option in value if isinstance(value, list) else [value]:
                     if group in ("method", "model", "metric", "transform") and not (CONF / group / f"{option}.yaml").is_file():
-                        header = {"method": f"# @package method.{option}\nname: {option}\nparams: {{}}\n", "metric": f"# @package metric.{option}\nenabled: true\n"}
+                        header = {"method": f"# @package method.{option}\nname: {option}\nparams: {{}}\n",
+                                  "metric": f"# @package metric.{option}\nenabled: true\n"}
                         (stubs / group).mkdir(parents=True, exist_ok=True)
                         (stubs / group / f"{option}.yaml").write_text(header.get(group, f"name: {option}\n"))
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -182,7 +183,7 @@ def test_cells_take_the_summary_values_of_the_runs_that_fill_them(tmp_path):
         calls.append((method, versus, statistic))
         return {"win_pct": 42.5, "n_images": 6}
 
-    cells = fill_paper_table(table, hand_summary(), pd.DataFrame(), compare_cell).cells
+    cells = fill_paper_table(table, hand_summary(), compare_cell).cells
     assert list(cells.columns) == PAPER_COLUMNS and len(cells) == 5
     by = {(r["table"], r["row"], r["column"]): r for _, r in cells.iterrows()}
     gc_acc = by[("T1", "gc", "acc")]
@@ -194,14 +195,14 @@ def test_cells_take_the_summary_values_of_the_runs_that_fill_them(tmp_path):
     assert cells["published"].tolist() == ["50.5", "", "60.25", "0.125", "40"] and cells["status"].iloc[2] == "secondary source"
 
     node["run"]["model"] = "m3"  # now the gp row is this run's; its err is NaN in the summary
-    result = fill_paper_table(parse_paper_table(node), hand_summary(), pd.DataFrame(), compare_cell)
+    result = fill_paper_table(parse_paper_table(node), hand_summary(), compare_cell)
     gp = result.cells[result.cells["row"] == "gp"]
     assert gp["ours"].tolist()[0] == 65.0 and gp["diff"].tolist()[0] == pytest.approx(4.75) and np.isnan(gp["ours"].tolist()[1])
     assert any("gradcampp err" in n for n in result.notes)
     node["run"]["data"] = "other"  # the table's own condition fails: T1 stays empty
-    empty = fill_paper_table(parse_paper_table(node), hand_summary(), pd.DataFrame(), compare_cell).cells
+    empty = fill_paper_table(parse_paper_table(node), hand_summary(), compare_cell).cells
     assert empty.loc[empty["table"] == "T1", "ours"].isna().all()
-    notes = fill_paper_table(parse_paper_table(node), hand_summary().iloc[1:], pd.DataFrame(), compare_cell).notes
+    notes = fill_paper_table(parse_paper_table(node), hand_summary().iloc[1:], compare_cell).notes
     assert any("lacks: gradcam" in n for n in notes)
 
 
@@ -225,13 +226,14 @@ def test_a_bad_mapping_is_one_clear_error(tmp_path, edit, message):
 def test_cells_print_as_ours_interval_published_and_difference():
     row = {"published": "56.51", "status": "secondary source", "ours": 55.123, "ours_lo": 53.0, "ours_hi": 57.25, "diff": 55.123 - 56.51}
     assert format_cell(row) == "55.12 [53.00, 57.25] / 56.51† (-1.39)"
-    assert format_cell({**row, "published": "0.1232", "status": "unverified", "ours": 0.13, "ours_lo": np.nan, "ours_hi": np.nan, "diff": 0.13 - 0.1232}) == "0.1300 / 0.1232? (+0.0068)"
+    no_interval = {**row, "published": "0.1232", "status": "unverified", "ours": 0.13, "ours_lo": np.nan, "ours_hi": np.nan, "diff": 0.13 - 0.1232}
+    assert format_cell(no_interval) == "0.1300 / 0.1232? (+0.0068)"
     assert format_cell({**row, "published": "", "status": "verified", "ours": np.nan, "diff": np.nan}) == "– / –"
     assert format_cell({**row, "published": "33.4", "status": "verified", "ours": np.nan, "diff": np.nan}) == "– / 33.4"
 
 
 def test_markdown_keeps_the_papers_rows_and_columns(tmp_path):
-    cells = fill_paper_table(parse_paper_table(hand_table(tmp_path)), hand_summary(), pd.DataFrame(), lambda *a: {"win_pct": 42.5, "n_images": 6}).cells
+    cells = fill_paper_table(parse_paper_table(hand_table(tmp_path)), hand_summary(), lambda *a: {"win_pct": 42.5, "n_images": 6}).cells
     text = format_tables(cells, ["a note"])
     t1 = text.split("## P: T1")[1].split("## P: T2")[0]
     assert "| | acc | err |" in t1 and t1.index("| gc |") < t1.index("| gp |")
@@ -251,14 +253,15 @@ def test_assembly_takes_each_cell_from_the_run_that_filled_it(tmp_path, capsys):
     runs = {}
     for model in ("m1", "m2"):
         node["run"]["model"] = model
-        runs[model] = fill_paper_table(parse_paper_table(node), hand_summary(), pd.DataFrame(), lambda *a: {"win_pct": 42.5, "n_images": 6})
+        runs[model] = fill_paper_table(parse_paper_table(node), hand_summary(), lambda *a: {"win_pct": 42.5, "n_images": 6})
     runs["m2"].cells = runs["m2"].cells[runs["m2"].cells["table"] == "T1"]  # m2's run filled the gp row and nothing of T2
     write_run(tmp_path / "sweep" / "0", runs["m1"].cells)
     write_run(tmp_path / "sweep" / "1", runs["m2"].cells)
     assert main([str(tmp_path / "sweep")]) == 0
     assert "written:" in capsys.readouterr().out
     merged = read_paper_cells(tmp_path / "sweep" / "table.csv")
-    assert merged[["table", "row", "column"]].values.tolist() == [["T1", "gc", "acc"], ["T1", "gc", "err"], ["T1", "gp", "acc"], ["T1", "gp", "err"], ["T2", "win", "gc"]]
+    assert merged[["table", "row", "column"]].values.tolist() == [
+        ["T1", "gc", "acc"], ["T1", "gc", "err"], ["T1", "gp", "acc"], ["T1", "gp", "err"], ["T2", "win", "gc"]]
     assert merged["ours"].tolist()[:3] == [55.0, 0.25, 65.0] and merged["ours"].tolist()[4] == 42.5
     assert merged["published"].tolist() == ["50.5", "", "60.25", "0.125", "40"]
     assert "Assembled from 2 run(s), 4 of 5 cells filled" in (tmp_path / "sweep" / "table.md").read_text()

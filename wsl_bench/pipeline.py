@@ -113,7 +113,9 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     metrics = create_metrics(cfg.get("metric"), RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names)))
     if not model.predicts and (targets.topk or metrics.of_kind(ModelMetric)):
         needs = [f"targets.topk={targets.topk}"] * bool(targets.topk) + [f"metric.{u.name}" for u in metrics.of_kind(ModelMetric)]
-        raise ConfigError(f"model={model.name} makes no predictions, which {' and '.join(needs)} need; set targets.topk=0 and leave model-based metrics out (metric=[...])")
+        raise ConfigError(
+            f"model={model.name} makes no predictions, which {' and '.join(needs)} need; set targets.topk=0 and leave model-based metrics out (metric=[...])"
+        )
     check_outputs(cfg, metrics)
     transform = ProtocolTransform(
         cfg.transform.kind, cfg.transform.size, model.mean, model.std, cfg.transform.get("resize", 256), cfg.transform.get("evaluate_at", "original"),

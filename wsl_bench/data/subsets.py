@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from PIL import Image
 
 from ..config import Settings, setting, settings_from
 from .sample import ImageEntry
+
+if TYPE_CHECKING:
+    from .base import AnnotatedImages
 
 log = logging.getLogger("wsl_bench")
 
@@ -60,7 +63,7 @@ def one_small_box(entry: ImageEntry, max_fraction: float) -> bool:
     return (x1 - x0 + 1) * (y1 - y0 + 1) < max_fraction * size[0] * size[1]
 
 
-def select_subset(data: Any, node: Any) -> Any:
+def select_subset(data: AnnotatedImages, node: Any) -> AnnotatedImages:
     """The dataset (AnnotatedImages) restricted to the subset `node` (the `dataset.subset`
     config node) describes; unchanged without one."""
     if not node:

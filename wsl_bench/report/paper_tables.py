@@ -30,10 +30,11 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from hydra.experimental.callback import Callback
 
 from ..config import ReportSettings, Settings, settings_from
 from ..errors import ConfigError, UserError
@@ -56,9 +57,8 @@ TABLE_FILES = ("table.csv", "table.md")
 
 def published_path(name: str) -> Path:
     """A published CSV by file name (in wsl_bench/report/published/) or by path."""
-    path = Path(name).expanduser()
-    if not path.is_absolute() and not path.exists():
-        path = PUBLISHED_DIR / name
+    shipped = PUBLISHED_DIR / name
+    path = shipped if shipped.is_file() else Path(name).expanduser()
     if not path.is_file():
         shipped = ", ".join(sorted(p.name for p in PUBLISHED_DIR.glob("*.csv")))
         raise ConfigError(f"paper_table.published={name!r}: no such file; use one of {shipped} or a path to your CSV")
@@ -273,32 +273,38 @@ def _value(row: pd.Series, column: str) -> float:
     return float(v) if v is not None and pd.notna(v) else math.nan
 
 
-def fill_paper_table(
-    table: PaperTable, summary: pd.DataFrame, records: pd.DataFrame, compare_cell: Any = None
-) -> PaperResult:
+CompareCell = Callable[[str, str, str], Mapping[str, Any]]
+
+
+def _ours(cell: Cell, by_method: Mapping[str, pd.Series], compare_cell: CompareCell) -> tuple[dict[str, float], str | None]:
+    """The ours / ours_lo / ours_hi / n_images of a cell this run fills, or the method it lacks."""
+    for needed in (cell.method, cell.versus):
+        if needed is not None and needed not in by_method:
+            return {}, needed
+    row = by_method[cell.method]
+    if cell.paired is None:
+        return {"ours": _value(row, cell.statistic), "ours_lo": _value(row, cell.statistic + "_lo"),
+                "ours_hi": _value(row, cell.statistic + "_hi"), "n_images": _value(row, "n_images")}, None
+    paired = compare_cell(cell.method, str(cell.versus), cell.statistic)
+    return {"ours": float(paired.get(cell.paired, math.nan)), "n_images": float(paired.get("n_images", math.nan))}, None
+
+
+def fill_paper_table(table: PaperTable, summary: pd.DataFrame, compare_cell: CompareCell) -> PaperResult:
     """Our value, 95% interval and image count for every cell this run fills, from the run's
     summary (one row per method) and, for paired cells, `compare_cell(method, versus, statistic)`
-    -> the paired comparison's columns (wsl_bench.report.compare)."""
+    -> the paired comparison's columns (wsl_bench.report.compare; a paired share has no interval)."""
     filled = table.filled()
     by_method = {str(r["method"]): r for _, r in summary.iterrows()}
     rows, absent, empty = [], set(), set()
     for _, pub in table.published.iterrows():
-        out = {c: pub[c] for c in PUBLISHED_COLUMNS}
-        out.update(ours=math.nan, ours_lo=math.nan, ours_hi=math.nan, diff=math.nan, n_images=math.nan)
+        out = {**{c: pub[c] for c in PUBLISHED_COLUMNS}, **dict.fromkeys(("ours", "ours_lo", "ours_hi", "diff", "n_images"), math.nan)}
         cell = filled.get((pub["table"], pub["row"], pub["column"]))
-        if cell is not None and cell.method not in by_method:
-            absent.add(cell.method)
-        elif cell is not None:
-            summary_row = by_method[cell.method]
-            if cell.paired is None:
-                out.update(ours=_value(summary_row, cell.statistic), ours_lo=_value(summary_row, cell.statistic + "_lo"),
-                           ours_hi=_value(summary_row, cell.statistic + "_hi"), n_images=_value(summary_row, "n_images"))
-            elif cell.versus in by_method and compare_cell is not None:
-                paired = compare_cell(cell.method, cell.versus, cell.statistic)
-                out.update(ours=float(paired.get(cell.paired, math.nan)), n_images=float(paired.get("n_images", math.nan)))
-            else:
-                absent.add(cell.versus)
-            if not np.isfinite(out["ours"]):
+        if cell is not None:
+            values, lacking = _ours(cell, by_method, compare_cell)
+            out.update(values)
+            if lacking:
+                absent.add(lacking)
+            elif not np.isfinite(out["ours"]):
                 empty.add(f"{cell.method} {cell.paired or cell.statistic}")
         if pub["published"] and np.isfinite(out["ours"]):
             out["diff"] = out["ours"] - float(pub["published"])
@@ -308,7 +314,8 @@ def fill_paper_table(
     notes = [f"This run ({described}) fills {int(cells['ours'].notna().sum())} of {len(cells)} cells."]
     others = sorted({", ".join(f"{k}={'|'.join(sorted(v))}" for k, v in c.when) for c in table.cells if not table.fills(c)})
     if others:
-        notes.append("Other cells are filled by runs with " + "; ".join(f"({o})" for o in others) + ": a multirun of the preset, or paper_table.run.<key>=... for a model known by another name.")
+        notes.append("Other cells are filled by runs with " + "; ".join(f"({o})" for o in others)
+                     + ": a multirun of the preset, or paper_table.run.<key>=... for a model known by another name.")
     if absent:
         notes.append(f"Methods these cells need but this run lacks: {', '.join(sorted(absent))} (add them with method=[...]).")
     if empty:
@@ -382,7 +389,7 @@ def run_paper_table(config: Mapping[str, Any], summary: pd.DataFrame, records: p
     def compare_cell(method: str, versus: str, statistic: str) -> dict[str, Any]:
         return compare(records, method, versus, statistic, metrics, settings)
 
-    return fill_paper_table(table, summary, records, compare_cell)
+    return fill_paper_table(table, summary, compare_cell)
 
 
 # ---------------------------------------------------------------- several runs: one table
@@ -451,14 +458,9 @@ def assemble_and_write(paths: Sequence[Path], out_dir: Path | None = None) -> Pa
     return Path(out_dir)
 
 
-try:  # the callback a preset adds (hydra.callbacks.paper_table): a multirun ends with its table
-    from hydra.experimental.callback import Callback
-except ImportError:  # pragma: no cover - hydra is a dependency
-    Callback = object  # type: ignore[misc,assignment]
-
-
-class AssemblePaperTable(Callback):  # type: ignore[misc]
-    """At the end of a multirun of a paper preset: its table.csv / table.md in the multirun folder."""
+class AssemblePaperTable(Callback):
+    """Hydra callback a preset adds (hydra.callbacks.paper_table): at the end of a multirun of a
+    paper preset, its table.csv / table.md in the multirun folder."""
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
         sweep = Path(str(config.hydra.sweep.dir))
