@@ -25,12 +25,12 @@ from .errors import ConfigError, UserError
 from .methods import Explainer, method_from_config
 from .methods.core import frozen_for_explanation
 from .methods.targets import choose_targets
-from .metrics import MetricSuite, ModelBatch, RunInfo, create_metrics
+from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metrics
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RecordWriter, RowLabels, read_records, record_schema, scored_rows, skipped_rows
 from .report import summarize
-from .report.outputs import write_outputs
+from .report.outputs import check_outputs, write_outputs
 
 log = logging.getLogger("wsl_bench")
 
@@ -99,7 +99,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     if not data.entries:
         example = f" ({len(data.rejected)} rejected, e.g. {data.rejected[0][0]}: {data.rejected[0][1]})" if data.rejected else ""
         raise UserError(f"dataset={cfg.dataset.name}: no images to evaluate{example}")
-    model = create_model(cfg.model)
+    model = create_model(cfg.model, dataset_classes=len(data.class_names))
     if model.num_classes != len(data.class_names):
         n = len(data.class_names)
         multilabel = " model.multilabel=true" if any(len(e.labels) > 1 for e in data.entries) else ""
@@ -111,6 +111,12 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     Explainer(model.module, model.target_layer, methods, params)  # checks method names and params now
     targets = sections["targets"]
     metrics = create_metrics(cfg.get("metric"), RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names)))
+    if not model.predicts and (targets.topk or metrics.of_kind(ModelMetric)):
+        needs = [f"targets.topk={targets.topk}"] * bool(targets.topk) + [f"metric.{u.name}" for u in metrics.of_kind(ModelMetric)]
+        raise ConfigError(
+            f"model={model.name} makes no predictions, which {' and '.join(needs)} need; set targets.topk=0 and leave model-based metrics out (metric=[...])"
+        )
+    check_outputs(cfg, metrics)
     transform = ProtocolTransform(
         cfg.transform.kind, cfg.transform.size, model.mean, model.std, cfg.transform.get("resize", 256), cfg.transform.get("evaluate_at", "original"),
         cfg.transform.get("upsample", "bilinear"), cfg.transform.get("gt_to_grid", "span"),
