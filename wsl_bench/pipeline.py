@@ -37,7 +37,9 @@ from .metrics.protocol import (
 )
 from .models import LoadedModel, create_model
 from .records import RecordWriter, read_records
+from .records.maps import MapKeeper  # [report hook]
 from .report import SummarySettings, boxacc_curves, format_summary, summarize
+from .report.html import write_run_report  # [report hook]
 
 log = logging.getLogger("wsl_bench")
 
@@ -370,6 +372,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         pin_memory=device.type == "cuda",
     )
     writer = RecordWriter(out_dir, cfg.records.shard_images)
+    context["map_keeper"] = MapKeeper.from_config(cfg, out_dir, methods, loaded.mean, loaded.std)  # [report hook]
     for image_id, reason in data.rejected:
         writer.add(skipped_rows(image_id, reason, methods, context))
     progress = _progress(cfg.get("progress", "auto"), total=len(data.entries))
@@ -393,6 +396,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
                         writer.add(skipped_rows(sample.entry.image_id, reason, methods, context))
             progress.update(sum(len(b.samples) for b in batches) + len(skipped))
     progress.close()
+    context["map_keeper"].close()  # [report hook] maps.npz: the gallery's maps and photos
     records = read_records(writer.close())
     summary = summarize(records, settings=summary_settings)
     wall = time.perf_counter() - start
@@ -401,6 +405,8 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
     info["wall_time_s"] = round(wall, 3)
     info["metric_settings"] = metric_settings(protocols, faithfulness, summary_settings, context)
     (out_dir / "provenance.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    if report_cfg.get("html", True):  # [report hook] report.html, figures/, table.md, table.tex
+        write_run_report(out_dir)
     return RunResult(out_dir, records, summary, wall)
 
 
@@ -464,9 +470,10 @@ def _explain_batch(
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])
         per_image = {method: m[i, :n] for method, m in maps.items()}
-        rows.extend(
-            build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context, extra_by_image.get(i))
-        )
+        image_rows = build_rows(sample, per_image, targets.classes[i, :n], targets.sources[i], probs[i, :n], context, extra_by_image.get(i))
+        rows.extend(image_rows)
+        if "map_keeper" in context:  # [report hook] keep this image's maps if the gallery may show it
+            context["map_keeper"].offer_sample(sample, per_image, targets.classes[i, :n].tolist(), targets.sources[i], image_rows)
     return rows
 
 
