@@ -202,14 +202,16 @@ def render_item(kept: KeptMaps, key: str, rows: pd.DataFrame, methods: Sequence[
     return GalleryItem(key, str(meta["image_id"]), str(meta.get("reason", "")), classes, photo_panel, targets, rows, size)
 
 
-def gallery_items(kept: KeptMaps, records: pd.DataFrame, methods: Sequence[str], limit: int | None = None) -> list[GalleryItem]:
-    """The gallery of a run, in the kept selection's order, at most `limit` images."""
-    keys = [k for k in kept.gallery if k in kept.images][: (len(kept.gallery) if limit is None else max(0, limit))]
-    ids = {kept.images[k]["image_id"] for k in keys}
-    rows = records[records["image_id"].isin(ids)]
+def gallery_keys(kept: KeptMaps, limit: int | None = None) -> list[str]:
+    """The kept selection's images in display order, at most `limit`."""
+    return [k for k in kept.gallery if k in kept.images][: (len(kept.gallery) if limit is None else max(0, limit))]
+
+
+def gallery_items(kept: KeptMaps, keys: Sequence[str], rows: pd.DataFrame, methods: Sequence[str]) -> list[GalleryItem]:
+    """The gallery images `keys`; rows: their records (with boxes and points)."""
     by_image = dict(tuple(rows.groupby("image_id", sort=False)))
     lut = _jet()
-    empty = records.iloc[0:0]
+    empty = rows.iloc[0:0]
     return [render_item(kept, k, by_image.get(kept.images[k]["image_id"], empty), methods, lut) for k in keys]
 
 

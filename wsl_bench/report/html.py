@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .figures import Figure, boxacc_figure, insertion_deletion_figure, iou_histogram, method_colors, pointing_accuracy_by_class
-from .gallery import GalleryItem, Panel, gallery_items, reason_label, records_table_rows
+from .gallery import GalleryItem, Panel, gallery_items, gallery_keys, reason_label, records_table_rows
 from .runs import Run, find_runs
 from .tables import (
     Difference, Table, comparison_sentences, comparisons_table, paper_tables, provenance_differences, summary_table,
@@ -109,6 +109,10 @@ dialog h4{margin:12px 0 6px;font-size:13px}
 .legend i{display:inline-block;width:14px;height:10px;border:2px solid;margin-right:4px;vertical-align:-1px}
 .sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:0}
 select{font:inherit;padding:3px 6px;border-radius:6px;border:1px solid #cbd5e1}
+.duo{display:grid;grid-template-columns:minmax(0,var(--summary-w)) minmax(420px,1fr);gap:18px;align-items:start}
+.duo>section{margin:0 0 18px}
+@media (max-width:1100px){.duo{grid-template-columns:1fr}}
+.duo>section:only-child{grid-column:1/-1}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 0 30px}
 a{color:var(--accent)}
 """
@@ -246,7 +250,7 @@ def _sentences_html(run: Run) -> str:
     out = '<ul class="sentences">' + "".join(lines) + "</ul>"
     if same:
         labels = ", ".join(dict.fromkeys(info(s.metric).label for s in same))
-        out += f'<p class="note">Identical on every resample (the methods share one model): {e(labels)}.</p>'
+        out += f'<p class="note">Identical on every resample: {e(labels)}.</p>'
     out += ('<p class="note">Paired bootstrap over the images both methods scored (report.bootstrap resamples); the interval is '
             'the 95% interval of the difference, in the metric\'s better direction; P(better) is the share of resamples in '
             'which the method is better.</p>')
@@ -300,9 +304,11 @@ def _gallery_html(run: Run, limit: int | None, colors: dict[str, str]) -> str:
     if kept is None:
         return ('<p class="note">This run kept no maps (no maps.npz), so there is no gallery; runs keep the maps of '
                 '<code>report.gallery</code> images (default 48) unless <code>report.html=false</code>.</p>')
-    if run.records is None:
+    keys = gallery_keys(kept, limit)
+    rows = run.records_of([kept.images[k]["image_id"] for k in keys])
+    if rows is None:
         return '<p class="note">records.parquet is missing; the gallery needs it.</p>'
-    items = gallery_items(kept, run.records, run.methods, limit)
+    items = gallery_items(kept, keys, rows, run.methods)
     if not items:
         return '<p class="note">No image was kept for the gallery.</p>'
     counts: dict[str, int] = {}
@@ -357,13 +363,16 @@ def run_page(run: Run, out_dir: Path, gallery: int | None = None) -> tuple[str, 
     """The page of one run, its tables and figures (written by the caller)."""
     colors = method_colors(run.methods)
     tables = [summary_table(run.summary, f"Summary: {run.describe()}")]
-    body = [_section("summary", "Summary", to_html(tables[0], caption=False))]
+    top = [_section("summary", "Summary", to_html(tables[0], caption=False))]
     nav = [("summary", "Summary")]
     if run.comparisons is not None and len(run.comparisons):
         baseline = str(run.comparisons["baseline"].iloc[0])
-        body.append(_section("comparisons", f"Paired comparisons with {baseline}", _sentences_html(run)))
+        top.append(_section("comparisons", f"Paired comparisons with {baseline}", _sentences_html(run)))
         nav.append(("comparisons", "Comparisons"))
         tables.append(comparisons_table(run.comparisons))
+    # summary and comparisons side by side when the page is wide enough and the table narrow
+    body = [f'<div class="duo" style="--summary-w:{260 + 190 * len(run.methods)}px">{"".join(top)}</div>'
+            if len(run.methods) <= 3 else "".join(top)]
     if run.paper_table is not None:
         papers = paper_tables(run.paper_table)
         tables += papers

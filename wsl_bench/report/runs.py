@@ -16,13 +16,14 @@ import pandas as pd
 from ..errors import UserError
 from ..records.maps import MAPS_FILE, KeptMaps, read_maps
 
-# What the report reads from records.parquet: everything but the per-threshold hit vectors.
+# What the plots read from records.parquet (no boxes, no per-threshold hit vectors: a 50,000-image
+# run stays light), and what the gallery reads for its images only.
 RECORD_FIELDS = [
     "image_id", "method", "target", "target_name", "target_source", "pred_rank", "class_in_gt", "prob",
-    "pointing_difficult", "width", "height", "map_status", "pred_box", "gt_boxes", "iou", "loc_correct",
-    "point_x", "point_y", "point_hit", "energy", "occlusion_corr", "expl_prob", "insertion_auc", "deletion_auc",
-    "notes", "skip_reason",
+    "pointing_difficult", "map_status", "iou", "loc_correct", "point_hit", "energy", "occlusion_corr", "expl_prob",
+    "insertion_auc", "deletion_auc", "skip_reason",
 ]
+GALLERY_FIELDS = RECORD_FIELDS + ["width", "height", "pred_box", "gt_boxes", "point_x", "point_y", "notes"]
 PAPER_COLUMNS = ["paper", "table", "row", "column", "published", "status", "ours", "ours_lo", "ours_hi", "diff", "n_images", "source"]
 PAPER_STATUS = ("verified", "secondary source", "unverified")
 # Mean insertion / deletion curves, when a run saves them: method, mode, fraction, prob.
@@ -75,15 +76,24 @@ class Run:
         path = self.path / ".hydra" / "config.yaml"
         return path.read_text() if path.is_file() else None
 
-    @cached_property
-    def records(self) -> pd.DataFrame | None:
+    def _read_records(self, fields: list[str], image_ids: list[str] | None = None) -> pd.DataFrame | None:
         path = self.path / "records.parquet"
         if not path.is_file():
             return None
         import pyarrow.parquet as pq
 
         present = set(pq.read_schema(path).names)
-        return pd.read_parquet(path, columns=[c for c in RECORD_FIELDS if c in present])
+        filters = None if image_ids is None else [("image_id", "in", list(image_ids))]
+        return pd.read_parquet(path, columns=[c for c in fields if c in present], filters=filters)
+
+    @cached_property
+    def records(self) -> pd.DataFrame | None:
+        """Every record, without boxes and hit vectors (RECORD_FIELDS)."""
+        return self._read_records(RECORD_FIELDS)
+
+    def records_of(self, image_ids: list[str]) -> pd.DataFrame | None:
+        """The records of these images, with boxes and points (GALLERY_FIELDS)."""
+        return self._read_records(GALLERY_FIELDS, image_ids)
 
     @cached_property
     def kept_maps(self) -> KeptMaps | None:
