@@ -209,3 +209,59 @@ def test_gallery_zero_keeps_nothing(tmp_path):
     keeper.offer("a", np.zeros((8, 8, 3), np.uint8), maps_for(0), rows_for("a", {"gradcam": 0, "gradcampp": 1}, {"gradcam": 0, "gradcampp": 1}),
                  [3, 7, 8], SOURCES, (8, 8))
     assert keeper.close() is None and not (tmp_path / MAPS_FILE).exists()
+
+
+def test_keeper_from_config(tmp_path):
+    from omegaconf import OmegaConf
+
+    def keeper(**cfg):
+        return MapKeeper.from_config(OmegaConf.create(cfg), tmp_path, METHODS, (0.5,) * 3, (0.25,) * 3)
+
+    assert keeper(report={"gallery": 5, "seed": 3}).gallery == 5 and keeper(report={"gallery": 5, "seed": 3}).seed == 3
+    assert not keeper(report={"html": False}).active  # no report: nothing kept
+    kept = keeper(report={"html": False}, records={"save_maps": True})
+    assert kept.active and kept.save_maps
+    kept.close()
+    assert keeper().gallery == 48
+
+
+@pytest.mark.parametrize("kind,evaluate_at", [("squash", "original"), ("resize_crop", "original"), ("squash", "input")])
+def test_offer_sample_keeps_the_photo_of_the_evaluation_grid(tmp_path, kind, evaluate_at):
+    """The pipeline's call on real decoded demo samples: the photo is the original file (decoded
+    again at close) when maps are scored at original size, the network input when scored on it;
+    a center crop's view is recorded so the gallery places the map inside it."""
+    from omegaconf import OmegaConf
+
+    from wsl_bench.data import DecodedImages, ProtocolTransform, build_dataset
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    data = build_dataset(OmegaConf.create({"name": "demo", "limit": 2}))
+    samples = DecodedImages(data.entries, ProtocolTransform(kind, 224, mean, std, 256, evaluate_at))
+    keeper = MapKeeper(tmp_path, ["gradcam"], gallery=4, mean=mean, std=std)
+    for sample in samples:
+        label = sample.entry.labels[0]
+        rows = [{"method": "gradcam", "target": label, "target_source": "gt", "iou": 0.3, "loc_correct": False,
+                 "point_hit": True, "skip_reason": None}]
+        keeper.offer_sample(sample, {"gradcam": torch.rand(1, 7, 7)}, [label], [("gt", 0)], rows)
+    keeper.close()
+    kept = read_maps(tmp_path)
+    for key in kept.gallery:
+        meta = kept.images[key]
+        sample = next(s for s in samples if s.entry.image_id == meta["image_id"])
+        thumb = kept.thumbnail(key)
+        height, width = sample.orig_size
+        assert meta["size"] == [height, width]
+        assert thumb.shape[:2] == (round(height * min(1, THUMB_SIDE / max(height, width))), round(width * min(1, THUMB_SIDE / max(height, width))))
+        if evaluate_at == "input":
+            assert (height, width) == (224, 224)
+            expected = (sample.image * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]).clamp(0, 1) * 255
+            assert np.abs(thumb.astype(float) - expected.permute(1, 2, 0).numpy()).mean() < 4  # JPEG error only
+        else:
+            original = np.asarray(Image.open(sample.entry.path).convert("RGB").resize((thumb.shape[1], thumb.shape[0])), dtype=float)
+            assert np.abs(thumb.astype(float) - original).mean() < 6
+        if kind == "resize_crop":
+            v = sample.view
+            assert meta["view"] == [v.x0, v.y0, v.x1, v.y1] and v.x1 - v.x0 < width
+        else:
+            assert meta["view"] is None
+    kept.close()

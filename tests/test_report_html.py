@@ -289,11 +289,12 @@ def test_cli_error_is_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """A real Hydra multirun: two methods x two localization thresholds, reports off in the jobs."""
+    """A real Hydra multirun: two methods x two localization thresholds; the jobs write their
+    reports and the sweep's callback the multirun's."""
     tmp = tmp_path_factory.mktemp("sweep")
     result = subprocess.run(
         [sys.executable, "-m", "wsl_bench", "-m", "method=gradcam,gradcampp", "localization.threshold=0.15,0.3",
-         "dataset.limit=2", "report.bootstrap=50", "report.html=false", "device=cpu", f"hydra.sweep.dir={tmp / 'multirun'}"],
+         "dataset.limit=2", "report.bootstrap=50", "report.gallery=2", "device=cpu", f"hydra.sweep.dir={tmp / 'multirun'}"],
         cwd=tmp, env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -308,14 +309,12 @@ def jobs_by_override(multirun: Path) -> dict[tuple[str, str], Path]:
     return out
 
 
-def test_sweep_report_table_warning_and_run_reports(sweep, capsys):
+def test_sweep_report_table_and_warning(sweep):
     jobs = jobs_by_override(sweep)
-    assert len(jobs) == 4 and not any((j / "report.html").exists() for j in jobs.values())  # report.html=false
-    assert not any((j / "maps.npz").exists() for j in jobs.values())
-    assert report_main([str(sweep)]) == 0
-    text = (sweep / "report.html").read_text()
+    assert len(jobs) == 4 and all((j / "report.html").is_file() and (j / "maps.npz").is_file() for j in jobs.values())
+    assert all(len(Page((j / "report.html").read_text()).cards) == 2 for j in jobs.values())  # report.gallery=2
+    text = (sweep / "report.html").read_text()  # written by the multirun's callback
     page = Page(text)
-    assert all((j / "report.html").is_file() for j in jobs.values())  # each run got its own report
     # one table per metric: rows = the runs' other axis (the threshold), columns = the methods
     table = page.tables["t-sweep-gtk_loc_err"]
     assert [c[3] for c in table[0]] == ["Run", "gradcam", "gradcampp"]
@@ -337,8 +336,13 @@ def test_sweep_report_table_warning_and_run_reports(sweep, capsys):
 
 def test_sweep_of_same_protocol_has_no_warning_but_different_code_has(sweep, tmp_path):
     jobs = jobs_by_override(sweep)
-    same = [jobs[("gradcam", "0.15")], jobs[("gradcampp", "0.15")]]
-    text = build_report(same, tmp_path / "same").read_text()
+    same = [tmp_path / "a", tmp_path / "b"]
+    for job, copy in zip([jobs[("gradcam", "0.15")], jobs[("gradcampp", "0.15")]], same):
+        shutil.copytree(job, copy)
+        (copy / "report.html").unlink()
+    assert report_main([str(p) for p in same] + ["-o", str(tmp_path / "same")]) == 0
+    assert all((p / "report.html").is_file() for p in same)  # runs without a report get one
+    text = (tmp_path / "same" / "report.html").read_text()
     assert 'id="warning"' not in text and "Every run used the same protocol, data and code version" in text
     table = Page(text).tables["t-sweep-gtk_loc_err"]
     assert len(table) == 2 and [c[3] for c in table[0]] == ["Run", "gradcam", "gradcampp"]  # one row: the method is the axis
@@ -348,7 +352,33 @@ def test_sweep_of_same_protocol_has_no_warning_but_different_code_has(sweep, tmp
     prov = json.loads((other / "provenance.json").read_text())
     prov["git_commit"], prov["packages"]["torch"] = "0" * 40, "0.0.1"
     (other / "provenance.json").write_text(json.dumps(prov))
+    (other / "report.html").unlink()
     text = build_report([same[0], other], tmp_path / "code", run_reports=False).read_text()
+    assert not (other / "report.html").exists()
     warning = text.split('<div class="warn" id="warning">', 1)[1].split("</div>", 1)[0]
     assert "different code versions" in warning and "git_commit" in warning and "packages.torch" in warning and "0" * 40 in warning
     assert len(Page(text).tables["t-sweep-gtk_loc_err"]) == 3  # two rows: one per run
+
+
+def test_insertion_deletion_plot_from_curves_or_aucs():
+    from wsl_bench.report.figures import insertion_deletion_figure
+
+    records = pd.DataFrame({"method": ["a", "a", "b"], "insertion_auc": [0.6, 0.7, 0.5], "deletion_auc": [0.1, None, 0.2]})
+    fig = insertion_deletion_figure(None, records, ["a", "b"], {"a": "#1f77b4", "b": "#ff7f0e"})
+    assert fig.title == "Insertion and deletion AUC per image" and fig.png.startswith(b"\x89PNG")
+    x = np.linspace(0, 1, 5)
+    curves = pd.DataFrame({"method": "a", "mode": ["insertion"] * 5 + ["deletion"] * 5, "fraction": np.r_[x, x], "prob": np.r_[x, 1 - x]})
+    assert insertion_deletion_figure(curves, records, ["a"], {}).title == "Insertion and deletion curves"
+    assert insertion_deletion_figure(None, records.drop(columns=["insertion_auc", "deletion_auc"]), ["a"], {}) is None
+
+
+def test_report_html_false_writes_no_report(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from wsl_bench.pipeline import run
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["dataset.limit=1", "device=cpu", "progress=false", "report.bootstrap=10",
+                                                       "report.html=false"])
+    out = run(cfg, tmp_path / "run").out_dir
+    assert (out / "summary.csv").is_file() and not (out / "report.html").exists() and not (out / "maps.npz").exists()

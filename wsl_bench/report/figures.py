@@ -125,7 +125,9 @@ def pointing_accuracy_by_class(records: pd.DataFrame, methods: Sequence[str], co
     values = table[[m for m in methods if m in table.columns]]
     if len(table) > MAX_CLASSES:
         key = (values.max(axis=1) - values.min(axis=1)) if values.shape[1] > 1 else -values.iloc[:, 0]
-        chosen = key.sort_values(ascending=False, kind="stable").index[:MAX_CLASSES]
+        # ties (common with few images per class) go to the classes with the most images
+        order = pd.DataFrame({"key": key, "n": table["n"]}).sort_values(["key", "n"], ascending=False, kind="stable")
+        chosen = order.index[:MAX_CLASSES]
         subset = "the {} classes with the largest spread between methods".format(MAX_CLASSES) if values.shape[1] > 1 else f"the {MAX_CLASSES} hardest classes"
         values = values.loc[chosen]
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -134,7 +135,8 @@ def _badges(row: pd.Series | None, source: str) -> list[Badge]:
         out.append(Badge("box ✗ none", "bad"))
     elif has_iou:
         ok = bool(row.get("loc_correct")) if source == "gt" else bool(row.get("loc_correct")) and bool(row.get("class_in_gt"))
-        out.append(Badge(f"box {'✓' if ok else '✗'} IoU {float(iou):.2f}", "ok" if ok else "bad"))
+        shown = math.floor(float(iou) * 100) / 100  # truncated: 0.4996 must not read as a passing 0.50
+        out.append(Badge(f"box {'✓' if ok else '✗'} IoU {shown:.2f}", "ok" if ok else "bad"))
     hit = row.get("point_hit")
     if hit is not None and pd.notna(hit):
         out.append(Badge(f"point {'✓' if bool(hit) else '✗'}", "ok" if bool(hit) else "bad"))
@@ -185,7 +187,7 @@ def render_item(kept: KeptMaps, key: str, rows: pd.DataFrame, methods: Sequence[
             image = Image.fromarray(over if over is not None else (photo * 0.35 + 90).astype(np.uint8))
             d = ImageDraw.Draw(image)
             if row is not None:
-                _draw_boxes(d, row["gt_boxes"] if row["gt_boxes"] is not None else [], sx, sy, GT_COLOR, 1)
+                _draw_boxes(d, row["gt_boxes"] if row["gt_boxes"] is not None else [], sx, sy, GT_COLOR, 2)
                 if row.get("pred_box") is not None:
                     _draw_boxes(d, [row["pred_box"]], sx, sy, BOX_COLOR, 2)
                 if pd.notna(row.get("point_x")) and pd.notna(row.get("point_y")):
@@ -220,7 +222,7 @@ def records_table_rows(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     columns: list[tuple[str, str, Any]] = [
         ("method", "method", str), ("class", "target_name", str), ("source", "target_source", str),
         ("rank", "pred_rank", lambda v: str(int(v)) if int(v) else "–"), ("p", "prob", lambda v: f"{float(v):.3f}"),
-        ("IoU", "iou", lambda v: f"{float(v):.2f}"), ("box", "loc_correct", lambda v: "✓" if bool(v) else "✗"),
+        ("IoU", "iou", lambda v: f"{float(v):.3f}"), ("box", "loc_correct", lambda v: "✓" if bool(v) else "✗"),
         ("point", "point_hit", lambda v: "✓" if bool(v) else "✗"), ("energy", "energy", lambda v: f"{100 * float(v):.1f}%"),
         ("map", "map_status", str), ("p on L·I", "expl_prob", lambda v: f"{float(v):.3f}"),
         ("ins.", "insertion_auc", lambda v: f"{float(v):.3f}"), ("del.", "deletion_auc", lambda v: f"{float(v):.3f}"),

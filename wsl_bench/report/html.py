@@ -57,6 +57,7 @@ table.t td.best{background:#ecfdf5}
 table.t td.best .v{font-weight:700;color:#065f46}
 table.small{font-size:12px}
 table.small th,table.small td{padding:3px 8px}
+table.left th,table.left td,table.left thead th{text-align:left}
 ul.sentences{list-style:none;padding:0;margin:0}
 ul.sentences li{padding:6px 10px 6px 12px;border-left:4px solid #cbd5e1;margin:0 0 6px;background:#f8fafc;border-radius:0 6px 6px 0}
 ul.sentences li.better{border-left-color:#16a34a}
@@ -68,7 +69,7 @@ pre{background:#0f172a;color:#e2e8f0;padding:12px 14px;border-radius:8px;overflo
 .kv{display:grid;grid-template-columns:minmax(220px,max-content) 1fr;gap:2px 16px;font-size:13px;margin:6px 0}
 .kv div:nth-child(odd){color:var(--muted)}
 .kv code{font-size:12px}
-.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px}
+.figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px;align-items:start}
 .figs figure{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px;background:#fff}
 .figs figure.wide{grid-column:1/-1}
 .figs img{max-width:100%;height:auto;display:block;margin:0 auto}
@@ -165,7 +166,7 @@ SCRIPT = """
 """
 
 
-def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, dialog: bool) -> str:
+def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, dialog: bool, files: str = "") -> str:
     links = "".join(f'<a href="#{e(anchor)}">{e(text)}</a>' for anchor, text in nav)
     viewer = ('<dialog id="viewer" aria-label="image details"><div class="bar"><b class="title"></b>'
               '<button class="close" type="button">Close ✕</button></div><div class="viewer-body"></div></dialog>') if dialog else ""
@@ -175,7 +176,7 @@ def _page(title: str, subtitle: str, nav: Sequence[tuple[str, str]], body: str, 
         f"<title>{e(title)}</title><style>{CSS}</style><script>{HEAD_SCRIPT}</script></head><body>"
         f'<header class="top"><h1>{e(title)}</h1><div class="meta">{subtitle}</div><nav>{links}</nav></header>'
         f"<main>{body}</main>{viewer}"
-        f'<footer>Written by <code>python -m wsl_bench.report</code> on {stamp} · tables also in table.md / table.tex · figures in figures/'
+        f'<footer>Written by <code>python -m wsl_bench.report</code> on {stamp} · tables also in table.md / table.tex{files}'
         f'<output id="selfcheck" hidden></output></footer><script>{SCRIPT}</script></body></html>'
     )
 
@@ -387,7 +388,8 @@ def run_page(run: Run, out_dir: Path, gallery: int | None = None) -> tuple[str, 
     nav.append(("protocol", "Protocol"))
     for name, frame in extra:
         frame.to_csv(out_dir / name, index=False)
-    page = _page(f"wsl_bench report — {run.path.name}", _subtitle(run), nav, "".join(body), dialog=True)
+    page = _page(f"wsl_bench report — {run.path.name}", _subtitle(run), nav, "".join(body), dialog=True,
+                 files=" · figures in figures/" if figures else "")
     return page, tables, figures
 
 
@@ -401,12 +403,13 @@ def _warning_html(differences: Sequence[Difference], runs: Sequence[Run]) -> str
     items = []
     for d in warned:
         groups: dict[str, list[str]] = {}
-        for run, value in zip(runs, d.values):
-            groups.setdefault(value, []).append(run.label)
-        detail = "; ".join(f"<code>{e(v)}</code> in {e(', '.join(labels))}" for v, labels in groups.items())
+        for i, value in enumerate(d.values, 1):
+            groups.setdefault(value, []).append(str(i))
+        detail = "; ".join(f"<code>{e(v)}</code> in run{'s' if len(nums) > 1 else ''} {', '.join(nums)}" for v, nums in groups.items())
         items.append(f"<li><b>{e(d.category)}</b> · <code>{e(d.key)}</code>{' (a sweep axis)' if d.swept else ''}: {detail}</li>")
     return (f'<div class="warn" id="warning"><h2>⚠ These runs used different {" and ".join(what)}</h2>'
-            "<p>Numbers from different rows are not directly comparable where these settings differ:</p>"
+            "<p>Numbers from different rows are not directly comparable where these settings differ (runs numbered as in "
+            '<a href="#runs">Runs</a>):</p>'
             f'<ul>{"".join(items)}</ul></div>')
 
 
@@ -423,19 +426,19 @@ def sweep_page(runs: list[Run], out_dir: Path, run_reports: dict[str, str]) -> t
     for i, run in enumerate(runs, 1):
         link = run_reports.get(str(run.path))
         ref = f'<a href="{e(link)}">report</a>' if link else ""
-        rows.append(f"<tr><th>{i}</th><td style='text-align:left'>{e(run.label)}</td><td style='text-align:left'>{e(run.describe())}</td>"
-                    f"<td style='text-align:left'>{e(', '.join(run.methods))}</td><td style='text-align:left'><code>{e(os.path.relpath(run.path, out_dir))}</code></td><td>{ref}</td></tr>")
-    runs_html = ('<div class="table-wrap"><table class="t small"><thead><tr><th>#</th><th>run</th><th>data</th><th>methods</th><th>folder</th><th></th></tr></thead>'
+        rows.append(f"<tr><th>{i}</th><td>{e(run.label)}</td><td>{e(run.describe())}</td><td>{e(', '.join(run.methods))}</td>"
+                    f"<td><code>{e(os.path.relpath(run.path, out_dir))}</code></td><td>{ref}</td></tr>")
+    runs_html = ('<div class="table-wrap"><table class="t small left"><thead><tr><th>#</th><th>run</th><th>data</th><th>methods</th><th>folder</th><th></th></tr></thead>'
                  f'<tbody>{"".join(rows)}</tbody></table></div>')
-    for run in runs:
-        runs_html += f"<details><summary>{e(run.label)}: summary</summary>{to_html(summary_table(run.summary, run.describe()))}</details>"
+    for i, run in enumerate(runs, 1):
+        runs_html += f"<details><summary>Run {i}: {e(run.label)}</summary>{to_html(summary_table(run.summary, run.describe()))}</details>"
     body.append(_section("runs", "Runs", runs_html))
     if differences:
-        head = "".join(f"<th>{e(r.label)}</th>" for r in runs)
-        diff_rows = "".join(f"<tr><th>{e(d.category)}</th><td style='text-align:left'><code>{e(d.key)}</code></td>"
+        head = "".join(f'<th title="{e(r.label)}">run {i}</th>' for i, r in enumerate(runs, 1))
+        diff_rows = "".join(f"<tr><th>{e(d.category)}</th><td><code>{e(d.key)}</code>{' (swept)' if d.swept else ''}</td>"
                             + "".join(f"<td>{e(v)}</td>" for v in d.values) + "</tr>" for d in differences)
         body.append(_section("differences", "What differs between the runs (provenance.json)",
-                             f'<div class="table-wrap"><table class="t small"><thead><tr><th>kind</th><th>setting</th>{head}</tr></thead>'
+                             f'<div class="table-wrap"><table class="t small left"><thead><tr><th>kind</th><th>setting</th>{head}</tr></thead>'
                              f"<tbody>{diff_rows}</tbody></table></div>"))
     nav = [("sweep", "Sweep"), ("runs", "Runs")] + ([("differences", "Differences")] if differences else [])
     subtitle = f"{len(runs)} runs · <code>{e(str(out_dir))}</code>"
@@ -480,11 +483,17 @@ def build_report(paths: Sequence[Path], out_dir: Path | None = None, gallery: in
     return _write(out, page, tables, [])
 
 
-def write_run_report(out_dir: Path) -> Path | None:
-    """The pipeline's call at the end of a run: the run's report; a failure is logged, never
-    raised, since the run's results are already on disk."""
+def write_report_quietly(paths: Sequence[Path], run_reports: bool = True) -> Path | None:
+    """build_report for the end of a run or sweep: a failure is logged, never raised, since the
+    results are already on disk."""
     try:
-        return build_report([out_dir])
+        return build_report(paths, run_reports=run_reports)
     except Exception as exc:  # noqa: BLE001 - the report must not lose a finished run
-        log.warning("report.html not written: %s: %s (rebuild it with python -m wsl_bench.report %s)", type(exc).__name__, exc, out_dir)
+        where = " ".join(str(p) for p in paths)
+        log.warning("report.html not written: %s: %s (rebuild it with python -m wsl_bench.report %s)", type(exc).__name__, exc, where)
         return None
+
+
+def write_run_report(out_dir: Path) -> Path | None:
+    """The pipeline's call at the end of a run: the run's report (see write_report_quietly)."""
+    return write_report_quietly([out_dir])

@@ -113,7 +113,9 @@ class Sentence:
 
 
 def _amount(value: float, unit: str, digits: int) -> str:
-    return f"{fmt(value, 1)} points" if unit == "%" else fmt(value, digits)
+    if unit == "%":  # one decimal, two for a difference that would round to 0.0
+        return f"{fmt(value, 2 if 0 < abs(value) < 0.05 else 1)} points"
+    return fmt(value, digits)
 
 
 def comparison_sentences(comparisons: pd.DataFrame | None) -> list[Sentence]:
@@ -217,7 +219,6 @@ _CATEGORIES = [
     ("data", ("config.dataset.", "dataset_images")),
     ("code", ("git_commit", "wsl_bench", "python", "packages.")),
     ("model", ("config.model.", "model_weights", "target_layer")),
-    ("method", ("config.method.",)),
 ]
 # settings recorded in metric_settings that change from run to run without changing the protocol
 _NOT_PROTOCOL = ("metric_settings.occlusion_maps_computed", "metric_settings.faithfulness.cache_dir")
@@ -253,12 +254,16 @@ class Difference:
 
 
 def provenance_differences(runs: list[Run]) -> list[Difference]:
-    """Every compared provenance.json setting on which the runs disagree."""
+    """Every compared provenance.json setting on which the runs disagree (the methods as one
+    setting, whatever their params)."""
     flat = [_flatten(r.provenance) for r in runs]
     has_settings = all("metric_settings" in r.provenance for r in runs)
     keys = list(dict.fromkeys(k for f in flat for k in f))
     axes = sweep_axes(runs)
     out = []
+    methods = [", ".join(r.methods) for r in runs]
+    if len(set(methods)) > 1:
+        out.append(Difference("method", "methods", methods, "method" in axes))
     for key in keys:
         category = _category(key, has_settings)
         if category is None:
@@ -266,7 +271,7 @@ def provenance_differences(runs: list[Run]) -> list[Difference]:
         values = [_show(f.get(key, "—")) for f in flat]
         if len(set(values)) > 1:
             tail = key.split(".", 1)[1] if key.startswith(("config.", "metric_settings.")) else key
-            swept = any(tail == a or tail.startswith(a + ".") or a.startswith(tail) for a in axes)
+            swept = any(tail == a or tail.startswith(a + ".") for a in axes)
             out.append(Difference(category, key, values, swept))
     return out
 
