@@ -87,23 +87,33 @@ def iou_histogram(records: pd.DataFrame, methods: Sequence[str], colors: dict[st
     gt = records[(records["target_source"] == "gt") & records["iou"].notna()] if "iou" in records else records.iloc[0:0]
     if not len(gt):
         return None
-    fig = _new_figure(6.4, 3.1)
+    per_method = {m: gt.loc[gt["method"] == m, "iou"].to_numpy(float) for m in methods}
+    per_method = {m: v for m, v in per_method.items() if len(v)}
+    few = max(len(v) for v in per_method.values()) < 60  # a histogram of a handful says little: one dot each
+    fig = _new_figure(6.4, 1.2 + 0.45 * len(per_method) if few else 3.1)
     ax = fig.subplots()
     bins = np.linspace(0, 1, 21)
-    for method in methods:
-        iou = gt.loc[gt["method"] == method, "iou"].to_numpy(float)
-        if not len(iou):
-            continue
-        weights = np.full(len(iou), 100.0 / len(iou))
+    rng = np.random.default_rng(0)
+    for j, (method, iou) in enumerate(per_method.items()):
         correct = 100.0 * np.mean(iou >= iou_threshold)
-        ax.hist(iou, bins=bins, weights=weights, histtype="step", linewidth=1.8, color=colors.get(method),
-                label=f"{method} ({correct:.1f}% ≥ {iou_threshold:g})")
+        label = f"{method} ({correct:.1f}% ≥ {iou_threshold:g})"
+        if few:
+            ax.plot(iou, j + rng.uniform(-0.15, 0.15, len(iou)), "o", color=colors.get(method), alpha=0.8, markersize=6, label=label)
+        else:
+            weights = np.full(len(iou), 100.0 / len(iou))
+            ax.hist(iou, bins=bins, weights=weights, color=colors.get(method), alpha=0.22)
+            ax.hist(iou, bins=bins, weights=weights, histtype="step", linewidth=1.8, color=colors.get(method), label=label)
     ax.axvline(iou_threshold, color="#6b7280", linestyle="--", linewidth=1)
     ax.set_xlabel("IoU of the map's box with the class's best-matching box", fontsize=8)
-    ax.set_ylabel("share of (image, class) pairs (%)", fontsize=8)
     ax.set_xlim(0, 1)
     _style(ax)
-    ax.legend(fontsize=7.5, frameon=False)
+    if few:  # the methods label the rows: no legend over the dots
+        shares = [f"{m}\n{100.0 * np.mean(v >= iou_threshold):.1f}% ≥ {iou_threshold:g}" for m, v in per_method.items()]
+        ax.set_yticks(range(len(per_method)), shares, fontsize=7.5)
+        ax.set_ylim(-0.6, len(per_method) - 0.4)
+    else:
+        ax.set_ylabel("share of (image, class) pairs (%)", fontsize=8)
+        ax.legend(fontsize=7.5, frameon=False)
     return Figure("iou_histogram", "IoU per method",
                   f"Ground-truth-class maps: IoU of the box (largest segment of the thresholded map) with the class's boxes; "
                   f"the dashed line is the localization cut (IoU ≥ {iou_threshold:g}). {len(gt) // max(1, len(methods)):,} pairs per method.",

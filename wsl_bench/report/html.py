@@ -66,7 +66,8 @@ ul.sentences li .metric{font-weight:600;margin-right:6px}
 details{margin:8px 0}
 details>summary{cursor:pointer;font-weight:600;color:#334155}
 pre{background:#0f172a;color:#e2e8f0;padding:12px 14px;border-radius:8px;overflow:auto;font-size:12px;max-height:420px}
-.kv{display:grid;grid-template-columns:minmax(220px,max-content) 1fr;gap:2px 16px;font-size:13px;margin:6px 0}
+.kv{display:grid;grid-template-columns:minmax(140px,max-content) 1fr;gap:3px 16px;font-size:13px;margin:6px 0}
+.kv code{word-break:break-word}
 .kv div:nth-child(odd){color:var(--muted)}
 .kv code{font-size:12px}
 .figs{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:14px;align-items:start}
@@ -113,7 +114,6 @@ select{font:inherit;padding:3px 6px;border-radius:6px;border:1px solid #cbd5e1}
 .duo{display:grid;grid-template-columns:minmax(0,var(--summary-w)) minmax(420px,1fr);gap:18px;align-items:start}
 .duo>section{margin:0 0 18px}
 @media (max-width:1100px){.duo{grid-template-columns:1fr}}
-.duo>section:only-child{grid-column:1/-1}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:0 0 30px}
 a{color:var(--accent)}
 """
@@ -202,16 +202,32 @@ def _flat_pairs(node: object, prefix: str = "") -> list[tuple[str, object]]:
     return [(prefix[:-1], json.dumps(node) if isinstance(node, (list, bool)) or node is None else node)]
 
 
-def _protocol_html(run: Run) -> str:
+def _run_facts(run: Run) -> list[tuple[str, object]]:
     prov = run.provenance
     cfg = run.config
-    facts = [
+    return [
         ("dataset", json.dumps(cfg.get("dataset", {}))), ("dataset images", prov.get("dataset_images", "–")),
         ("model", (cfg.get("model") or {}).get("name", "–")), ("weights", prov.get("model_weights", "–")),
         ("target layer", prov.get("target_layer", "–")), ("transform", json.dumps(cfg.get("transform", {}))),
         ("targets", json.dumps(cfg.get("targets", {}))),
-        ("methods", ", ".join(f"{k} {json.dumps((v or {}).get('params', {}))}" for k, v in (cfg.get("method") or {}).items())),
+        ("methods", ", ".join(f"{k} {json.dumps(p)}" if (p := (v or {}).get("params")) else k for k, v in (cfg.get("method") or {}).items())),
     ]
+
+
+def _glance_html(run: Run) -> str:
+    """The right-hand panel of a one-method run: what ran, briefly."""
+    prov = run.provenance
+    loc = (prov.get("metric_settings") or {}).get("localization") or {}
+    facts = _run_facts(run) + [
+        ("localization", ", ".join(f"{k} {v}" for k, v in loc.items()) or "–"),
+        ("git commit", prov.get("git_commit", "–")), ("wall time", f"{prov.get('wall_time_s', '–')} s"),
+    ]
+    return _kv(facts) + '<p class="note">Every setting: <a href="#protocol">Protocol</a>. Run several methods at once to compare them here.</p>'
+
+
+def _protocol_html(run: Run) -> str:
+    prov = run.provenance
+    facts = _run_facts(run)
     code = [("wsl_bench", prov.get("wsl_bench", "–")), ("git commit", prov.get("git_commit", "–")), ("python", prov.get("python", "–"))]
     code += [(k, v) for k, v in (prov.get("packages") or {}).items()]
     code += [("device", f"{prov.get('device', '–')} ({prov.get('device_name', '')})"), ("wall time", f"{prov.get('wall_time_s', '–')} s")]
@@ -371,6 +387,8 @@ def run_page(run: Run, out_dir: Path, gallery: int | None = None) -> tuple[str, 
         top.append(_section("comparisons", f"Paired comparisons with {baseline}", _sentences_html(run)))
         nav.append(("comparisons", "Comparisons"))
         tables.append(comparisons_table(run.comparisons))
+    else:
+        top.append(_section("glance", "This run", _glance_html(run)))
     # summary and comparisons side by side when the page is wide enough and the table narrow
     body = [f'<div class="duo" style="--summary-w:{260 + 190 * len(run.methods)}px">{"".join(top)}</div>'
             if len(run.methods) <= 3 else "".join(top)]
