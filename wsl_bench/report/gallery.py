@@ -94,36 +94,40 @@ def _draw_boxes(draw: ImageDraw.ImageDraw, boxes: Sequence[Sequence[int]], sx: f
 
 
 def placed_map(native: np.ndarray, size: tuple[int, int], view: Sequence[float] | None, thumb: tuple[int, int]) -> np.ndarray:
-    """The map (native grid [h, w]) on the thumbnail's grid `thumb` = (th, tw) of the evaluation
-    grid `size` = (H, W), placed over `view` (evaluation-grid pixels) by the run's own rule."""
+    """Maps (native grid [..., h, w]) on the thumbnail's grid `thumb` = (th, tw) of the
+    evaluation grid `size` = (H, W), placed over `view` (evaluation-grid pixels) by the run's own
+    rule, all in one call: [..., th, tw]."""
     th, tw = thumb
     sx, sy = tw / size[1], th / size[0]
     thumb_view = None if view is None else View(view[0] * sx, view[1] * sy, view[2] * sx, view[3] * sy)
-    return to_original_size(torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32))[None], (th, tw), thumb_view)[0].numpy()
+    flat = torch.from_numpy(np.ascontiguousarray(native, dtype=np.float32)).reshape(-1, *native.shape[-2:])
+    return to_original_size(flat, (th, tw), thumb_view).numpy().reshape(*native.shape[:-2], th, tw)
 
 
-def heat(photo: np.ndarray, native: np.ndarray, size: tuple[int, int], view: Sequence[float] | None, lut: np.ndarray) -> np.ndarray | None:
-    """The map (native grid) over the photo (thumbnail of the evaluation grid `size`), min-max
-    scaled for display; None when the map cannot be shown (non-finite or constant)."""
-    placed = placed_map(native, size, view, photo.shape[:2])
+def heat(photo: np.ndarray, placed: np.ndarray, lut: np.ndarray) -> np.ndarray | None:
+    """A placed map (placed_map) over the photo, min-max scaled for display; None when the map
+    cannot be shown (non-finite or constant)."""
     if not np.isfinite(placed).all():
         return None
     lo, hi = float(placed.min()), float(placed.max())
     if hi <= lo:
         return None
-    index = np.clip((placed - lo) / (hi - lo) * 255, 0, 255).astype(np.uint8)
-    return (photo * (1 - ALPHA) + lut[index] * ALPHA).round().astype(np.uint8)
+    index = np.clip((placed - lo) * np.float32(255 / (hi - lo)), 0, 255).astype(np.uint8)
+    weight = round(ALPHA * 256)  # integer blend: photo * (1 - ALPHA) + colour * ALPHA
+    return ((photo.astype(np.uint16) * (256 - weight) + lut[index].astype(np.uint16) * weight + 128) >> 8).astype(np.uint8)
 
 
-def _row(rows: pd.DataFrame, method: str, target: int, source: str, rank: int) -> pd.Series | None:
-    if source == "gt":
-        pick = rows[(rows["method"] == method) & (rows["target"] == target) & (rows["target_source"] == "gt")]
-    else:
-        pick = rows[(rows["method"] == method) & (rows["pred_rank"] == rank)]
-    return pick.iloc[0] if len(pick) else None
+def _row_index(rows: pd.DataFrame) -> dict[tuple, dict[str, Any]]:
+    """An image's records by (method, "gt", class) for GT targets and (method, "pred", rank) for
+    predictions."""
+    index: dict[tuple, dict[str, Any]] = {}
+    for r in rows.to_dict("records"):
+        key = (r["method"], "gt", int(r["target"])) if r["target_source"] == "gt" else (r["method"], "pred", int(r["pred_rank"]))
+        index.setdefault(key, r)
+    return index
 
 
-def _badges(row: pd.Series | None, source: str) -> list[Badge]:
+def _badges(row: dict[str, Any] | None, source: str) -> list[Badge]:
     if row is None:
         return [Badge("no record", "info")]
     out = []
@@ -173,17 +177,21 @@ def render_item(kept: KeptMaps, key: str, rows: pd.DataFrame, methods: Sequence[
                         [Badge(c, "info") for c in classes[:3]])
 
     columns = [t for t, s in enumerate(meta["sources"]) if s == "gt"] + [t for t, r in enumerate(meta["ranks"]) if r == 1]
+    columns = list(dict.fromkeys(columns))[:MAX_TARGETS]
+    # each method's shown maps placed on the thumbnail in one call
+    placed = {m: placed_map(layer[columns], size, meta.get("view"), (th, tw)) for m, layer in maps.items()}
+    index = _row_index(rows)
     targets = []
-    for t in list(dict.fromkeys(columns))[:MAX_TARGETS]:
+    for j, t in enumerate(columns):
         target, source, rank = int(meta["targets"][t]), meta["sources"][t], int(meta["ranks"][t])
         panels = []
         name = None
         for method in methods:
-            row = _row(rows, method, target, source, rank)
+            row = index.get((method, "gt", target) if source == "gt" else (method, "pred", rank))
             if row is not None and name is None:
                 name = str(row.get("target_name"))
             layer = maps.get(method)
-            over = heat(photo, layer[t], size, meta.get("view"), lut) if layer is not None and t < len(layer) else None
+            over = heat(photo, placed[method][j], lut) if layer is not None else None
             image = Image.fromarray(over if over is not None else (photo * 0.35 + 90).astype(np.uint8))
             d = ImageDraw.Draw(image)
             if row is not None:
@@ -230,6 +238,6 @@ def records_table_rows(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     present = [(h, c, f) for h, c, f in columns if c in rows.columns and rows[c].notna().any()]
     ordered = rows.sort_values(["target_source", "pred_rank", "target", "method"], kind="stable") if len(rows) else rows
     body = []
-    for _, r in ordered.iterrows():
+    for r in ordered.to_dict("records"):
         body.append(["–" if r[c] is None or (not isinstance(r[c], (list, np.ndarray)) and pd.isna(r[c])) else f(r[c]) for _, c, f in present])
     return [h for h, _, _ in present], body

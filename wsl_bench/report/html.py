@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
 from .figures import Figure, boxacc_figure, insertion_deletion_figure, iou_histogram, method_colors, pointing_accuracy_by_class
 from .gallery import GalleryItem, Panel, gallery_items, gallery_keys, reason_label, records_table_rows
 from .runs import Run, find_runs
@@ -345,10 +347,10 @@ def _gallery_html(run: Run, limit: int | None, colors: dict[str, str]) -> str:
             f'<div class="cards" style="--card-w:{min(1400, 150 * n_panels + 40)}px">{cards}</div>')
 
 
-def _run_figures(run: Run, colors: dict[str, str]) -> tuple[list[Figure], list[tuple[str, object]]]:
+def _run_figures(run: Run, colors: dict[str, str]) -> tuple[list[Figure], list[tuple[str, pd.DataFrame]]]:
     """The run's figures and the extra CSV files beside them."""
     figures: list[Figure] = []
-    extra: list[tuple[str, object]] = []
+    extra: list[tuple[str, pd.DataFrame]] = []
     if run.boxacc_curves is not None:
         f = boxacc_figure(run.boxacc_curves, colors)
         figures += [f] if f else []
@@ -376,8 +378,8 @@ def _subtitle(run: Run) -> str:
     return " · ".join(bits)
 
 
-def run_page(run: Run, out_dir: Path, gallery: int | None = None) -> tuple[str, list[Table], list[Figure]]:
-    """The page of one run, its tables and figures (written by the caller)."""
+def run_page(run: Run, gallery: int | None = None) -> tuple[str, list[Table], list[Figure], list[tuple[str, pd.DataFrame]]]:
+    """The page of one run, its tables, figures and extra CSV files (written by the caller)."""
     colors = method_colors(run.methods)
     tables = [summary_table(run.summary, f"Summary: {run.describe()}")]
     top = [_section("summary", "Summary", to_html(tables[0], caption=False))]
@@ -404,11 +406,9 @@ def run_page(run: Run, out_dir: Path, gallery: int | None = None) -> tuple[str, 
     nav.append(("gallery", "Gallery"))
     body.append(_section("protocol", "Protocol", _protocol_html(run)))
     nav.append(("protocol", "Protocol"))
-    for name, frame in extra:
-        frame.to_csv(out_dir / name, index=False)
     page = _page(f"wsl_bench report — {run.path.name}", _subtitle(run), nav, "".join(body), dialog=True,
                  files=" · figures in figures/" if figures else "")
-    return page, tables, figures
+    return page, tables, figures, extra
 
 
 def _warning_html(differences: Sequence[Difference], runs: Sequence[Run]) -> str:
@@ -463,8 +463,11 @@ def sweep_page(runs: list[Run], out_dir: Path, run_reports: dict[str, str]) -> t
     return _page(f"wsl_bench sweep report — {out_dir.name}", subtitle, nav, "".join(body), dialog=False), tables
 
 
-def _write(out_dir: Path, page: str, tables: Sequence[Table], figures: Sequence[Figure]) -> Path:
+def _write(out_dir: Path, page: str, tables: Sequence[Table], figures: Sequence[Figure],
+           extra: Sequence[tuple[str, pd.DataFrame]] = ()) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame in extra:
+        frame.to_csv(out_dir / name, index=False)
     if figures:
         (out_dir / "figures").mkdir(exist_ok=True)
         for f in figures:
@@ -486,15 +489,13 @@ def build_report(paths: Sequence[Path], out_dir: Path | None = None, gallery: in
     if len(runs) == 1:
         run = runs[0]
         out = Path(out_dir) if out_dir else run.path
-        page, tables, figures = run_page(run, out, gallery)
-        return _write(out, page, tables, figures)
+        return _write(out, *run_page(run, gallery))
     out = Path(out_dir) if out_dir else (Path(paths[0]) if len(paths) == 1 else Path(os.path.commonpath([str(r.path.resolve()) for r in runs])))
     links = {}
     for run in runs:
         own = run.path / REPORT_FILE
         if run_reports and not own.is_file():
-            page, tables, figures = run_page(run, run.path, gallery)
-            _write(run.path, page, tables, figures)
+            _write(run.path, *run_page(run, gallery))
         if own.is_file():
             links[str(run.path)] = os.path.relpath(own, out)
     page, tables = sweep_page(runs, out, links)
