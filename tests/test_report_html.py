@@ -276,6 +276,9 @@ def test_cli_rebuilds_a_report_with_paper_table_and_bounded_gallery(demo, tmp_pa
     assert [c[3] for c in paper[0]] == ["", "Average drop", "Increase in confidence"]
     assert paper[1][1][3] == "43.58 [20.86, 67.33] / 46.56 (-2.98)" and paper[2][2][3].endswith("(-17.05)?")
     assert "Paper tables" in text and "46.56 (-2.98)" in (run_dir / "table.md").read_text()
+    elsewhere = tmp_path / "new" / "folder"  # -o: a folder that does not exist yet
+    assert report_main([str(run_dir), "-o", str(elsewhere)]) == 0
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["figures", "pointing_per_class.csv", "report.html", "table.md", "table.tex"]
 
 
 def test_cli_error_is_one_line(tmp_path, capsys):

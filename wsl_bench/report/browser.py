@@ -43,7 +43,7 @@ class BrowserCheck:
 
     @property
     def ok(self) -> bool:
-        return self.images > 0 and self.broken == 0 and self.errors == 0 and not self.console
+        return self.broken == 0 and self.errors == 0 and not self.console
 
     def describe(self) -> str:
         text = f"{self.images} images, {self.broken} not loaded, {self.errors} script errors, {len(self.console)} console messages"
