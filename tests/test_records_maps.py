@@ -211,18 +211,27 @@ def test_gallery_zero_keeps_nothing(tmp_path):
     assert keeper.close() is None and not (tmp_path / MAPS_FILE).exists()
 
 
-def test_keeper_from_config(tmp_path):
-    from omegaconf import OmegaConf
+def test_keeper_from_run_settings(tmp_path):
+    from wsl_bench.config import RecordSettings, ReportSettings
 
-    def keeper(**cfg):
-        return MapKeeper.from_config(OmegaConf.create(cfg), tmp_path, METHODS, (0.5,) * 3, (0.25,) * 3)
+    def keeper(records: RecordSettings = RecordSettings(), **report):
+        return MapKeeper.from_settings(ReportSettings(**report), records, tmp_path, METHODS, (0.5,) * 3, (0.25,) * 3)
 
-    assert keeper(report={"gallery": 5, "seed": 3}).gallery == 5 and keeper(report={"gallery": 5, "seed": 3}).seed == 3
-    assert not keeper(report={"html": False}).active  # no report: nothing kept
-    kept = keeper(report={"html": False}, records={"save_maps": True})
+    assert keeper(gallery=5, seed=3).gallery == 5 and keeper(gallery=5, seed=3).seed == 3
+    assert not keeper(html=False).active  # no report: nothing kept
+    kept = keeper(RecordSettings(save_maps=True), html=False)
     assert kept.active and kept.save_maps
     kept.close()
     assert keeper().gallery == 48
+
+
+def test_an_image_offered_twice_is_kept_once(tmp_path):
+    """A failing batch is scored again image by image: its images may be offered twice."""
+    keeper = MapKeeper(tmp_path, METHODS, gallery=6)
+    rows = rows_for("a", {"gradcam": 0.0, "gradcampp": 1.0}, {"gradcam": False, "gradcampp": True})
+    for _ in range(2):
+        keeper.offer("a", np.zeros((8, 8, 3), np.uint8), maps_for(0), rows, [3, 7, 8], SOURCES, (8, 8))
+    assert [k for k, _ in keeper.selection()] == ["i0"]
 
 
 @pytest.mark.parametrize("kind,evaluate_at", [("squash", "original"), ("resize_crop", "original"), ("squash", "input")])

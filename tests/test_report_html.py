@@ -296,7 +296,7 @@ def sweep(tmp_path_factory):
     reports and the sweep's callback the multirun's."""
     tmp = tmp_path_factory.mktemp("sweep")
     result = subprocess.run(
-        [sys.executable, "-m", "wsl_bench", "-m", "method=gradcam,gradcampp", "localization.threshold=0.15,0.3",
+        [sys.executable, "-m", "wsl_bench", "-m", "method=gradcam,gradcampp", "metric.localization.threshold=0.15,0.3",
          "dataset.limit=2", "report.bootstrap=50", "report.gallery=2", "device=cpu", f"hydra.sweep.dir={tmp / 'multirun'}"],
         cwd=tmp, env=dict(os.environ, PYTHONUNBUFFERED="1"), capture_output=True, text=True, timeout=600,
     )
@@ -308,7 +308,7 @@ def jobs_by_override(multirun: Path) -> dict[tuple[str, str], Path]:
     out = {}
     for job in sorted(p for p in multirun.iterdir() if (p / "summary.csv").is_file()):
         values = dict(o.split("=", 1) for o in (job / ".hydra" / "overrides.yaml").read_text().replace("- ", "").split())
-        out[(values["method"], values["localization.threshold"])] = job
+        out[(values["method"], values["metric.localization.threshold"])] = job
     return out
 
 
@@ -321,7 +321,7 @@ def test_sweep_report_table_and_warning(sweep):
     # one table per metric: rows = the runs' other axis (the threshold), columns = the methods
     table = page.tables["t-sweep-gtk_loc_err"]
     assert [c[3] for c in table[0]] == ["Run", "gradcam", "gradcampp"]
-    assert [r[0][3] for r in table[1:]] == ["localization.threshold=0.15", "localization.threshold=0.3"]
+    assert [r[0][3] for r in table[1:]] == ["metric.localization.threshold=0.15", "metric.localization.threshold=0.3"]
     for r, threshold in zip(table[1:], ("0.15", "0.3")):
         for cell, method in zip(r[1:], ("gradcam", "gradcampp")):
             s = pd.read_csv(jobs[(method, threshold)] / "summary.csv").iloc[0]

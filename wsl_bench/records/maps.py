@@ -195,6 +195,7 @@ class MapKeeper:
         self._random = _TopK(n)
         self._pool: dict[str, _Candidate] = {}
         self._offered = 0
+        self._offered_ids: set[str] = set()
         self._seen: list[dict[str, Any]] = []  # every image's meta, with save_maps only
         self._tmp = self.out_dir / (MAPS_FILE + ".tmp")
         self._zip: zipfile.ZipFile | None = None
@@ -203,12 +204,12 @@ class MapKeeper:
             self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
     @classmethod
-    def from_config(cls, cfg: Any, out_dir: Path, methods: Sequence[str], mean: Sequence[float], std: Sequence[float]) -> "MapKeeper":
-        """From the run config: report.gallery (default 48), records.save_maps, report.seed."""
-        report = cfg.get("report") or {}
-        records = cfg.get("records") or {}
-        gallery = int(report.get("gallery", 48)) if report.get("html", True) or records.get("save_maps", False) else 0
-        return cls(out_dir, methods, gallery, bool(records.get("save_maps", False)), int(report.get("seed", 0)), mean, std)
+    def from_settings(cls, report: Any, records: Any, out_dir: Path, methods: Sequence[str], mean: Sequence[float],
+                      std: Sequence[float]) -> "MapKeeper":
+        """From the run's settings: report.gallery images (none without report.html, unless
+        records.save_maps), report.seed."""
+        gallery = report.gallery if report.html or records.save_maps else 0
+        return cls(out_dir, methods, gallery, records.save_maps, report.seed, mean, std)
 
     @property
     def active(self) -> bool:
@@ -235,8 +236,9 @@ class MapKeeper:
         """One image: keep it if it is a gallery candidate (and stream its maps with save_maps).
         photo: see `Photo`; size: the evaluation grid (H, W) the rows' boxes and points are on;
         view: the rectangle of that grid the maps cover (None = all of it)."""
-        if not self.active:
+        if not self.active or image_id in self._offered_ids:  # a batch scored again image by image
             return
+        self._offered_ids.add(image_id)
         key = f"i{self._offered}"
         self._offered += 1
         targets = [int(t) for t in targets]

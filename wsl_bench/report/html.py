@@ -221,7 +221,7 @@ def _glance_html(run: Run) -> str:
     prov = run.provenance
     loc = (prov.get("metric_settings") or {}).get("localization") or {}
     facts = _run_facts(run) + [
-        ("localization", ", ".join(f"{k} {v}" for k, v in loc.items()) or "–"),
+        ("localization", ", ".join(f"{k} {v}" for k, v in loc.items() if k != "enabled") or "–"),
         ("git commit", prov.get("git_commit", "–")), ("wall time", f"{prov.get('wall_time_s', '–')} s"),
     ]
     return _kv(facts) + '<p class="note">Every setting: <a href="#protocol">Protocol</a>. Run several methods at once to compare them here.</p>'

@@ -220,9 +220,9 @@ _CATEGORIES = [
     ("code", ("git_commit", "wsl_bench", "python", "packages.")),
     ("model", ("config.model.", "model_weights", "target_layer")),
 ]
-# settings recorded in metric_settings that change from run to run without changing the protocol
-_NOT_PROTOCOL = ("metric_settings.occlusion_maps_computed", "metric_settings.faithfulness.cache_dir")
-_CONFIG_METRICS = ("config.localization.", "config.pointing.", "config.energy.", "config.maxboxacc.", "config.faithfulness.", "config.metric.")
+# settings recorded with the metrics that change from run to run, or the speed only, not the protocol
+_NOT_PROTOCOL = (".maps_computed", ".cache_dir", ".chunk_size")
+_CONFIG_METRICS = ("config.metric.",)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -235,7 +235,7 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _category(key: str, has_metric_settings: bool) -> str | None:
-    if key.startswith(_NOT_PROTOCOL):
+    if key.endswith(_NOT_PROTOCOL):
         return None
     if key.startswith(_CONFIG_METRICS):  # recorded as scored in metric_settings, when present
         return None if has_metric_settings else "protocol"
@@ -271,7 +271,9 @@ def provenance_differences(runs: list[Run]) -> list[Difference]:
         values = [_show(f.get(key, "—")) for f in flat]
         if len(set(values)) > 1:
             tail = key.split(".", 1)[1] if key.startswith(("config.", "metric_settings.")) else key
-            swept = any(tail == a or tail.startswith(a + ".") for a in axes)
+            # a metric setting metric_settings.<name>.<key> is set by the override metric.<name>.<key>
+            names = {tail, f"metric.{tail}"} if key.startswith("metric_settings.") else {tail}
+            swept = any(n == a or n.startswith(a + ".") for n in names for a in axes)
             out.append(Difference(category, key, values, swept))
     return out
 
