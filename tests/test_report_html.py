@@ -385,3 +385,14 @@ def test_report_html_false_writes_no_report(tmp_path):
                                                        "report.html=false"])
     out = run(cfg, tmp_path / "run").out_dir
     assert (out / "summary.csv").is_file() and not (out / "report.html").exists() and not (out / "maps.npz").exists()
+
+
+def test_directions_and_digits_come_from_the_metric_units():
+    from wsl_bench.report.metric_info import info, registry_directions
+
+    declared = registry_directions()
+    assert {"top1_loc_err", "pointing_acc", "avg_drop", "deletion_auc", "maxboxacc_v2_iou50"} <= set(declared)
+    for name, (lower, digits) in declared.items():
+        assert (info(name).lower_is_better, info(name).digits) == (lower, digits)
+        assert lower == LOWER_IS_BETTER(name)  # the rule: *_err, avg_drop, deletion_auc
+    assert info("my_new_score").lower_is_better is False and info("maxboxacc_v2_iou40").label == "MaxBoxAccV2 @ IoU 0.4"

@@ -1,13 +1,13 @@
-"""How the report shows each summary metric: label, direction, digits, unit, and the words of a
-paired comparison.
-
-Temporary: this small table stands in for the metric registry being built on main (issue 8);
-once metrics declare their own direction and digits, `info()` should read them from there."""
+"""How the report shows each summary metric: label, unit and the words of a paired comparison
+(this module's table), with the direction and digits each metric unit declares (its
+`Statistic`s in the metric registry, wsl_bench.metrics); the table's own direction and digits
+only cover a metric the registry does not know (an out-of-tree unit not imported here)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,28 @@ METRICS: dict[str, MetricInfo] = {
 COUNT_LABELS = {"n_images": "Images", "n_skipped": "Skipped", "n_repaired": "Repaired", "n_degenerate_maps": "Degenerate maps"}
 
 
+@lru_cache(maxsize=1)
+def registry_directions() -> dict[str, tuple[bool, int]]:
+    """{statistic: (lower_is_better, digits)} of every registered metric unit, default settings."""
+    from ..metrics.base import METRICS as UNITS
+
+    out: dict[str, tuple[bool, int]] = {}
+    for unit in UNITS.names():
+        for stat in UNITS.get(unit)().statistics():
+            out[stat.name] = (stat.lower_is_better, stat.digits)
+    return out
+
+
 def info(name: str) -> MetricInfo:
     """The metric's display info; MaxBoxAccV2 at any IoU level; unknown metrics: higher is better."""
     if name in METRICS:
-        return METRICS[name]
-    match = re.fullmatch(r"maxboxacc_v2_iou(\d+)", name)
-    if match:
-        return MetricInfo(name, f"MaxBoxAccV2 @ IoU {int(match.group(1)) / 100:g}")
-    return MetricInfo(name, name, unit="")
+        m = METRICS[name]
+    elif match := re.fullmatch(r"maxboxacc_v2_iou(\d+)", name):
+        m = MetricInfo(name, f"MaxBoxAccV2 @ IoU {int(match.group(1)) / 100:g}")
+    else:
+        m = MetricInfo(name, name, unit="")
+    declared = registry_directions().get(name)
+    return m if declared is None else replace(m, lower_is_better=declared[0], digits=declared[1])
 
 
 def label_with_direction(name: str) -> str:
