@@ -178,13 +178,14 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch, keeper: MapKe
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
-        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources)
+        image_maps = {m: v[i, :n] for m, v in maps.items()}
+        columns = spec.metrics.score_image(sample, image_maps, image_classes, image_sources)
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
         image_rows = scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels)
         rows.extend(image_rows)
         if keeper is not None:  # [report hook] keep this image's maps if the gallery may show it
-            keeper.offer_sample(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources, image_rows)
+            keeper.offer_sample(sample, image_maps, image_classes, image_sources, image_rows)
     return rows
 
 
