@@ -29,7 +29,9 @@ from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metri
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RecordWriter, RowLabels, read_records, record_schema, scored_rows, skipped_rows
+from .records.maps import MapKeeper
 from .report import summarize
+from .report.html import write_run_report
 from .report.outputs import check_outputs, write_outputs
 
 log = logging.getLogger("wsl_bench")
@@ -143,6 +145,7 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None) -> RunResu
         num_workers=spec.loader.num_workers, collate_fn=collate_samples, pin_memory=spec.device.type == "cuda",
     )
     writer = RecordWriter(out_dir, record_schema(spec.metrics.columns()), spec.records.shard_images)
+    keeper = MapKeeper.from_settings(spec.report, spec.records, out_dir, spec.methods, spec.model.mean, spec.model.std)
     for image_id, reason in spec.dataset.rejected:
         writer.add(skipped_rows(image_id, reason, spec.methods, spec.labels))
     progress = _progress(spec.progress, total=len(spec.dataset.entries))
@@ -152,19 +155,22 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None) -> RunResu
             for sample in skipped:
                 writer.add(skipped_rows(sample.entry.image_id, sample.skip_reason, spec.methods, spec.labels))
             for batch in batches:
-                rows, scored = _isolating_failures(lambda b: score_batch(spec, explainer, b), batch, spec, raise_all=not scored_any)
+                rows, scored = _isolating_failures(lambda b: score_batch(spec, explainer, b, keeper), batch, spec, raise_all=not scored_any)
                 writer.add(rows)
                 scored_any |= scored
             progress.update(sum(len(b.samples) for b in batches) + len(skipped))
     progress.close()
+    keeper.close()  # maps.npz: the gallery's maps and photos
     records = read_records(writer.close())
     summary = summarize(records, spec.metrics, spec.report)
     wall = time.perf_counter() - start
     write_outputs(out_dir, records, summary, spec.metrics, run_provenance(spec, wall))
+    if spec.report.html:  # report.html, figures/, report_tables.md / .tex
+        write_run_report(out_dir)
     return RunResult(out_dir, records, summary, wall)
 
 
-def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[str, Any]]:
+def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch, keeper: MapKeeper | None = None) -> list[dict[str, Any]]:
     """One batch through the model, the methods and the metrics: its record rows."""
     images = batch.images.to(spec.device, non_blocking=True)
     logits = explainer.forward(images)
@@ -179,10 +185,14 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
-        columns = spec.metrics.score_image(sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources, spec.transform.upsample)
+        image_maps = {m: v[i, :n] for m, v in maps.items()}
+        columns = spec.metrics.score_image(sample, image_maps, image_classes, image_sources, spec.transform.upsample)
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
-        rows.extend(scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels))
+        image_rows = scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels)
+        rows.extend(image_rows)
+        if keeper is not None:  # keep this image's maps if the gallery may show it
+            keeper.offer_sample(sample, image_maps, image_classes, image_sources, image_rows)
     return rows
 
 
