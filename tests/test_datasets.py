@@ -19,7 +19,7 @@ from wsl_bench.data.datasets.coco import CocoMasks
 from wsl_bench.data.datasets.synthetic import SIZES, SyntheticImage
 from wsl_bench.data.decode import ImageDecodeError, decode_rgb
 from wsl_bench.data.difficult import box_area, ebp_difficult_classes
-from wsl_bench.data.sample import FixedMasks
+from wsl_bench.data.sample import Fixed
 from wsl_bench.data.transforms import mask_on_grid, on_input_grid
 from wsl_bench.errors import DatasetLayoutError
 
@@ -138,8 +138,8 @@ def test_masks_follow_the_grid():
     on_grid = mask_on_grid(mask, view, (64, 64))
     ys, xs = np.nonzero(on_grid)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (12, 31, 12, 31) and on_grid.sum() == 400
-    coco, _ = CocoMasks([(0, [np.array([30, 10, 40, 10, 40, 20, 30, 20.0])])]).rasterize(40, 80, np.array([[30, 10, 39, 19]]))
-    sample = on_input_grid(_sample(40, 80, _transform("resize_crop", 64, 80), [[30, 10, 39, 19]], masks=FixedMasks(coco)))
+    coco = CocoMasks([(0, [np.array([30, 10, 40, 10, 40, 20, 30, 20.0])])]).rasterize(40, 80, np.array([[30, 10, 39, 19]])).masks
+    sample = on_input_grid(_sample(40, 80, _transform("resize_crop", 64, 80), [[30, 10, 39, 19]], masks=Fixed(coco)))
     assert np.array_equal(sample.entry.masks()[0], mask_on_grid(coco[0], view, (64, 64)))
     assert sample.view.is_full(64, 64) and sample.entry.masks()[0].shape == (64, 64)
 
@@ -181,8 +181,8 @@ def test_coco_box_and_masks_with_crowd_rle(tmp_path):
     crowd = {"counts": [40 * 10, 40 * 5, 40 * 25], "size": (40, 40)}  # column-major: columns 10..14
     polygon = [np.array([0, 0, 5, 0, 5, 4, 0, 4.0])]
     boxes = np.array([[10, 0, 14, 39], [0, 0, 4, 3], [0, 0, 4, 3]])
-    masks, note = CocoMasks([(0, crowd), (0, polygon), (2, polygon)]).rasterize(40, 40, boxes)
-    assert note == ""
+    masks, note, ignore = CocoMasks([(0, crowd), (0, polygon), (2, polygon)]).rasterize(40, 40, boxes)
+    assert note == "" and ignore is None
     assert set(masks) == {0, 2} and masks[0].shape == (40, 40)
     assert masks[0][:, 10:15].all() and not masks[0][5:, 15:].any()
     assert masks[2][:4, :5].all() and masks[2].sum() == np.count_nonzero(masks[0][:, :10])

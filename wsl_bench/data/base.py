@@ -12,10 +12,11 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DatasetLayoutError
 from ..registry import Registry
-from .annotations import join_notes, read_text, text_lines
+from .annotations import AnnotationError, join_notes, read_text, text_lines
 from .decode import DecodeOptions, Decoded, ImageDecodeError, decode_rgb
 from .difficult import ebp_difficult_classes
-from .sample import FixedMasks, ImageEntry, Sample, View
+from .sample import Fixed, ImageEntry, Sample, View
+from .subsets import select_subset
 from .transforms import ProtocolTransform, on_input_grid
 
 
@@ -41,9 +42,10 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
 
 
 def build_dataset(cfg: Any) -> AnnotatedImages:
-    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node).
-    Configuration errors, layout errors and a split where no image can be scored stop here,
-    before any compute, with one line."""
+    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node),
+    restricted to `dataset.subset` when set (wsl_bench.data.subsets). Configuration errors,
+    layout errors and a split where no image can be scored stop here, before any compute, with
+    one line."""
     check_limit(cfg)
     options = DecodeOptions.from_config(cfg)
     data = DATASETS.get(cfg.name)(cfg)
@@ -56,7 +58,7 @@ def build_dataset(cfg: Any) -> AnnotatedImages:
             f"dataset={cfg.name}: none of the {len(data.rejected)} listed image(s) can be scored "
             f"({len(reasons)} distinct reason(s); first: {image_id}: {reason})"
         )
-    return data
+    return select_subset(data, cfg.get("subset"))
 
 
 def check_limit(cfg: Any) -> None:
@@ -140,9 +142,13 @@ class DecodedImages(Dataset):
         height, width = decoded.size
         notes = [entry.notes, decoded.note, size_hint_note(entry, decoded)]
         if entry.masks is not None and hasattr(entry.masks, "rasterize"):
-            masks, mask_note = entry.masks.rasterize(height, width, entry.boxes)
-            entry = replace(entry, masks=FixedMasks(masks))
-            notes.append(mask_note)
+            try:
+                rasterized = entry.masks.rasterize(height, width, entry.boxes)
+            except AnnotationError as exc:
+                return Sample(entry, None, (height, width), skip_reason=str(exc))
+            ignore = Fixed(rasterized.ignore) if rasterized.ignore is not None else entry.ignore
+            entry = replace(entry, masks=Fixed(rasterized.masks), ignore=ignore)
+            notes.append(rasterized.note)
         if len(entry.boxes):
             clipped = clip_boxes(entry, height, width)
             if clipped is None:
@@ -161,7 +167,7 @@ class DecodedImages(Dataset):
             view = View(view.x0 * sx, view.y0 * sy, view.x1 * sx, view.y1 * sy)
         sample = Sample(entry, image, (height, width), view=view, notes=join_notes(*notes), source_size=(height, width))
         if self.transform.evaluate_at == "input":
-            sample = on_input_grid(sample)
+            sample = on_input_grid(sample, self.transform.gt_to_grid)
         return sample
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -24,9 +24,11 @@ class ImageEntry:
     boxes: [N, 4] int64, inclusive corners (x_min, y_min, x_max, y_max), 0-based.
     box_labels: [N] class index of each box. box_difficult: [N] bool (VOC "difficult").
     labels: classes present in the image (image-level ground truth).
-    masks: optional per-class ground-truth masks at original size (COCO). Before decoding, a
-    `MaskSource` that DecodedImages rasterizes on the decoded image's grid; after, a callable
-    returning {class: [H, W] bool}.
+    masks: optional per-class ground-truth masks at original size (COCO, OpenImages). Before
+    decoding, a `MaskSource` that DecodedImages rasterizes on the decoded image's grid; after, a
+    callable returning {class: [H, W] bool}.
+    ignore: optional [H, W] bool mask of pixels that pixel-level metrics leave out (OpenImages'
+    ignore regions), at original size, built on demand.
     render: optional generator of the image itself ([3, H, W] uint8, note) for datasets that need
     no files (synthetic); when set, `path` is only a name.
     difficult_rule: "union" | "sum" to compute the EBP difficult subset from the boxes once the
@@ -44,6 +46,7 @@ class ImageEntry:
     box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     box_difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     masks: Callable[[], dict[int, np.ndarray]] | None = None
+    ignore: Callable[[], np.ndarray] | None = None
     # Per-class flags: the class counts only in the "difficult" pointing-game subset.
     difficult_classes: tuple[int, ...] = ()
     # Annotation repairs made while loading (e.g. "clipped 1 box"), recorded per row.
@@ -55,23 +58,35 @@ class ImageEntry:
     decode: DecodeOptions = field(default_factory=DecodeOptions)
 
 
-class MaskSource(Protocol):
-    """Instance masks an entry knows before its image is decoded (e.g. COCO polygons and RLEs)."""
+class Rasterized(NamedTuple):
+    """What a MaskSource gives on the image grid: per-class masks, a note on any repair ("" if
+    none) and, for datasets that have one, the ignore region ([H, W] bool)."""
 
-    def rasterize(self, height: int, width: int, boxes: np.ndarray) -> tuple[dict[int, np.ndarray], str]:
-        """Per-class masks on the height x width image grid and a note on any repair; `boxes`
-        are the instances' boxes (inclusive, in instance order)."""
+    masks: dict[int, np.ndarray]
+    note: str = ""
+    ignore: np.ndarray | None = None
+
+
+class MaskSource(Protocol):
+    """Instance masks an entry knows before its image is decoded (COCO polygons and RLEs,
+    OpenImages mask PNGs)."""
+
+    def rasterize(self, height: int, width: int, boxes: np.ndarray) -> Rasterized:
+        """The masks on the height x width image grid; `boxes` are the instances' boxes
+        (inclusive, in instance order). Raises AnnotationError (the image's skip reason) when
+        the masks cannot be read."""
         ...
 
 
 @dataclass
-class FixedMasks:
-    """Masks already rasterized on the image grid (picklable, so they cross DataLoader workers)."""
+class Fixed:
+    """Masks already rasterized on the image grid, returned when called (picklable, so they
+    cross DataLoader workers)."""
 
-    masks: dict[int, np.ndarray]
+    value: Any
 
-    def __call__(self) -> dict[int, np.ndarray]:
-        return self.masks
+    def __call__(self) -> Any:
+        return self.value
 
 
 @dataclass

@@ -32,7 +32,7 @@ import numpy as np
 from ...errors import DatasetLayoutError
 from ..annotations import AnnotationError, edge_box, flag, integer, join_notes, number, shown
 from ..base import AnnotatedImages, dataset_root, first_n, register_dataset, require
-from ..sample import ImageEntry
+from ..sample import ImageEntry, Rasterized
 
 log = logging.getLogger("wsl_bench")
 
@@ -45,7 +45,7 @@ class CocoMasks:
 
     instances: list[tuple[int, Any]]
 
-    def rasterize(self, height: int, width: int, boxes: np.ndarray) -> tuple[dict[int, np.ndarray], str]:
+    def rasterize(self, height: int, width: int, boxes: np.ndarray) -> Rasterized:
         """Per-class union of the instance masks on the height x width grid, and the note."""
         out: dict[int, np.ndarray] = {}
         counts = defaultdict(int)
@@ -74,7 +74,7 @@ class CocoMasks:
             f"{counts['empty']} segmentation(s) cover no pixel of the image: their boxes serve as masks" if counts["empty"] else "",
             f"clipped {counts['clipped']} polygon(s) to the image" if counts["clipped"] else "",
         ]
-        return out, join_notes(*notes)
+        return Rasterized(out, join_notes(*notes))
 
 
 def box_mask(box: np.ndarray, height: int, width: int) -> np.ndarray:
