@@ -198,6 +198,7 @@ class Format:
     value_fields: tuple[str, ...] = ("xmin", "ymin", "xmax", "ymax")
     inclusive = True  # corner boxes (a 1-px box is x0 == x1); False: [x, y, w, h]
     image_files_listed = True  # False: the image folder is the listing (ImageNet), an absent file is not listed
+    gt_fields = 4  # leading fields of `ground_truth` that `oracle` gives (labels, boxes, box labels, difficult)
 
     def images(self) -> st.SearchStrategy:
         return clean_images(self.n_classes, self.max_objects, self.one_class)
@@ -908,7 +909,147 @@ class DemoFormat(Format):
         return self.config(annotations=str(root / "annotations.csv")), ids
 
 
-FORMATS = {f.name: f for f in (VocFormat(), ImagenetXmlFormat(), KaggleCsvFormat(), WsolFormat(), CubFormat(), CocoFormat(), DemoFormat())}
+@functools.lru_cache(maxsize=256)
+def mask_png(height: int, width: int, box: tuple[int, int, int, int] | None, kind: str = "") -> bytes:
+    """A mask PNG of the inclusive `box` (None: all zero), 255 inside (kind "value_1": 1;
+    "rgb": red on black, an RGB PNG); "truncated": a noise PNG cut after its header."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    if box is not None:
+        x0, y0, x1, y1 = box
+        mask[y0 : y1 + 1, x0 : x1 + 1] = 1 if kind == "value_1" else 255
+    if kind == "truncated":
+        mask = (np.random.default_rng(0).random((height, width)) > 0.5).astype(np.uint8) * 255
+    img = Image.fromarray(np.stack([mask, mask * 0, mask * 0], axis=-1) if kind == "rgb" else mask)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()[:120] if kind == "truncated" else buffer.getvalue()
+
+
+def region(height: int, width: int, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        mask[y0 : y1 + 1, x0 : x1 + 1] = True
+    return mask
+
+
+def packed(mask: np.ndarray) -> tuple:
+    return (mask.shape, np.packbits(mask).tobytes())
+
+
+class OpenImagesFormat(Format):
+    """wsolevaluation's OpenImages30k: instance mask PNGs per object (the object's box filled),
+    an ignore PNG per image (its top-left quarter), metadata/OpenImages/test/*.txt."""
+
+    name = "openimages_masks"
+    dataset = "openimages"
+    n_classes = 100
+    one_class = True
+    files = ("class_labels.txt", "localization.txt", "image_ids.txt", "mask PNG")
+    gt_fields = 7  # the masks and the ignore region are the ground truth too
+
+    def corruption(self, img: Img, options: dict[str, Any]) -> st.SearchStrategy:
+        return st.one_of(st.sampled_from(JPEG_KINDS), *self.extra_corruptions(img, options))
+
+    def extra_corruptions(self, img: Img, options: dict[str, Any]) -> list[st.SearchStrategy]:
+        k = st.integers(0, len(img.objects) - 1)
+        return [
+            st.builds(lambda v: Corruption(0, "label", "bad_label", v, label="class label"),
+                      st.sampled_from(["100", "-1", "abc", "nan", "", "1.5", b"1\xff", "9" * 400, "1e2", "0x1"])),
+            st.sampled_from([
+                Corruption(0, "label", "absent", label="class label"),
+                Corruption(0, "label", "duplicate_same", expect="hint"),
+                Corruption(0, "label", "duplicate_different", label="different values"),
+                Corruption(0, "label", "malformed_line", label="fields"),
+                Corruption(0, "masks", "absent", label="no mask"),
+                Corruption(0, "masks", "malformed_line", label="fields"),
+                Corruption(0, "masks", "duplicate_line", expect="hint"),
+                Corruption(0, "listing", "duplicate", expect="hint"),
+                Corruption(0, "ignore", "absent_file", label="ignore PNG"),
+                Corruption(0, "ignore", "not_png", label="ignore PNG"),
+                Corruption(0, "ignore", "truncated", label="ignore PNG"),
+                Corruption(0, "ignore", "wrong_size", label="ignore mask"),
+                Corruption(0, "ignore", "not_listed", label="ignore mask"),
+                Corruption(0, "ignore", "on_last_line", expect="hint"),
+                Corruption(0, "ignore", "two_different", label="different ignore masks"),
+            ]),
+            st.builds(lambda k, kind: Corruption(0, f"obj{k}.mask", kind, label="mask PNG|mask path|mask"), k,
+                      st.sampled_from(["absent_file", "not_png", "zero_byte", "truncated", "wrong_size", "empty_path", "path_non_utf8",
+                                       "path_huge", "path_nul", "path_outside"])),
+            st.builds(lambda k, kind: Corruption(0, f"obj{k}.mask", kind, expect="valid"), k, st.sampled_from(["value_1", "rgb", "all_zero"])),
+            st.just(Corruption(0, "objects", "many_objects", expect="valid")),
+        ]
+
+    def oracle(self, img: Img, i: int, corruptions: list[Corruption], class_index: Callable[[int], int]) -> tuple:
+        """Labels, no boxes, the union of the instance masks and the ignore region minus it."""
+        objects = list(self.objects_of(img, i, corruptions))
+        empty = {int(c.target[3 : c.target.index(".")]) for c in corruptions if c.image == i and c.kind == "all_zero"}
+        union = region(img.height, img.width, [o.box for k, o in enumerate(objects) if k not in empty])
+        ignore = region(img.height, img.width, [self.ignore_box(img)]) & ~union
+        return ((objects[0].cls,), [], [], [], (), {objects[0].cls: packed(union)}, packed(ignore))
+
+    @staticmethod
+    def ignore_box(img: Img) -> tuple[int, int, int, int]:
+        return (0, 0, img.width // 2 - 1, img.height // 2 - 1)
+
+    def write(self, root: Path, images: list[Img], corruptions: list[Corruption], options: dict[str, Any]) -> tuple[Any, dict[str, int]]:
+        data, meta = root / "wsol" / "dataset" / "OpenImages", root / "wsol" / "metadata" / "OpenImages" / "test"
+        meta.mkdir(parents=True)
+        ids, listing, labels, lines = {}, [], [], []
+        for i, img in enumerate(images):
+            folder = f"test/c{img.objects[0].cls}"
+            image_id = f"{folder}/img{i}.jpg"
+            ids[image_id] = i
+            mine = [c for c in corruptions if c.image == i]
+            kinds = {(c.target, c.kind) for c in mine}
+            write_jpeg(data / image_id, img, i, mine)
+            listing += [image_id] * (2 if ("listing", "duplicate") in kinds else 1)
+            label = next((cell(c.value) for c in mine if c.kind == "bad_label"), str(img.objects[0].cls).encode())
+            if ("label", "malformed_line") in kinds:
+                labels.append(image_id.encode() + b"," + label + b",7")
+            elif ("label", "absent") not in kinds:
+                labels += [image_id.encode() + b"," + label] * (2 if ("label", "duplicate_same") in kinds else 1)
+            if ("label", "duplicate_different") in kinds:
+                labels.append(f"{image_id},{(img.objects[0].cls + 1) % 100}".encode())
+            ignore = f"{folder}/img{i}_ignore.png"
+            ignore_kind = next((kind for target, kind in kinds if target == "ignore"), "")
+            ignore_png = {"not_png": b"not a png", "truncated": mask_png(img.height, img.width, None, "truncated"),
+                          "wrong_size": mask_png(img.height // 2, img.width // 2, (0, 0, img.width // 4 - 1, img.height // 4 - 1))
+                          }.get(ignore_kind, mask_png(img.height, img.width, self.ignore_box(img)))
+            if ignore_kind != "absent_file":
+                (data / ignore).write_bytes(ignore_png)
+            image_lines: list[list[bytes]] = []
+            for k, obj in enumerate(self.objects_of(img, i, corruptions)):
+                mask = f"{folder}/img{i}_mc{obj.cls}_{k}.png"
+                kind = next((c.kind for c in mine if c.target == f"obj{k}.mask"), "")
+                path: bytes = {"empty_path": b"", "path_non_utf8": f"{folder}/img{i}_\xff.png".encode("latin-1"),
+                               "path_huge": f"{folder}/{'m' * 300}.png".encode(), "path_nul": f"{folder}/a\x00b.png".encode(),
+                               "path_outside": b"../../../../../../../../etc/hostname"}.get(kind, mask.encode())
+                special = {"not_png": b"\x89PNG but not really", "zero_byte": b"",
+                           "wrong_size": mask_png(img.height // 2, img.width // 2, tuple(v // 2 for v in obj.box)),
+                           "all_zero": mask_png(img.height, img.width, None)}
+                png = special[kind] if kind in special else mask_png(img.height, img.width, obj.box, kind)
+                if kind != "absent_file":
+                    (data / mask).write_bytes(png)
+                image_lines.append([image_id.encode(), path, b""])
+            first = -1 if ignore_kind == "on_last_line" else 0
+            if ignore_kind != "not_listed":
+                image_lines[first][2] = ignore.encode()
+            if ignore_kind == "two_different":
+                image_lines.append([image_id.encode(), image_lines[0][1], f"{folder}/other_ignore.png".encode()])
+            if ("masks", "duplicate_line") in kinds:
+                image_lines.append(list(image_lines[0]))
+            if ("masks", "malformed_line") in kinds:
+                image_lines.append([image_id.encode(), image_lines[0][1], b"", b"extra"])
+            if ("masks", "absent") not in kinds:
+                lines += [b",".join(line) for line in image_lines]
+        (meta / "image_ids.txt").write_text("\n".join(listing) + "\n")
+        (meta / "class_labels.txt").write_bytes(b"\n".join(labels) + b"\n")
+        (meta / "localization.txt").write_bytes(b"\n".join(lines) + b"\n")
+        (meta / "image_sizes.txt").write_text("")  # wsolevaluation ships it empty for OpenImages
+        return self.config(root=str(data)), ids
+
+
+FORMATS = {f.name: f for f in (VocFormat(), ImagenetXmlFormat(), KaggleCsvFormat(), WsolFormat(), CubFormat(), CocoFormat(), DemoFormat(), OpenImagesFormat())}
 
 
 # --- loading and the property -------------------------------------------------------------------------
@@ -938,8 +1079,9 @@ def load(cfg: Any) -> Loaded:
 def ground_truth(sample: Any) -> tuple:
     entry = sample.entry
     masks = entry.masks() if entry.masks is not None else {}
+    ignore = entry.ignore() if entry.ignore is not None else None
     return (entry.labels, entry.boxes.tolist(), entry.box_labels.tolist(), entry.box_difficult.tolist(),
-            entry.difficult_classes, {k: (v.shape, np.packbits(v).tobytes()) for k, v in sorted(masks.items())})
+            entry.difficult_classes, {k: packed(v) for k, v in sorted(masks.items())}, None if ignore is None else packed(ignore))
 
 
 # reasons that need not name the annotation file: they say what the image or its ground truth lacks
@@ -998,9 +1140,10 @@ def check(fmt: Format, images: list[Img], corruptions: list[Corruption], clean: 
             noted = sample.notes != before.notes  # a note the clean image does not have
             got = ground_truth(sample)
             if "valid" in expects or "hint" in expects:
-                expected = fmt.oracle(images[i], i, corruptions, fmt.class_index) if "valid" in expects else ground_truth(before)[:4]
-                if got[:4] != tuple(expected):
-                    assert noted, f"{image_id}: ground truth changed without a note ({mine}): {got[:4]} != {expected}"
+                n = fmt.gt_fields
+                expected = fmt.oracle(images[i], i, corruptions, fmt.class_index) if "valid" in expects else ground_truth(before)[:n]
+                if got[:n] != tuple(expected):
+                    assert noted, f"{image_id}: ground truth changed without a note ({mine}): {got[:n]} != {expected}"
                     assert "bad" in expects or "free" in expects, f"{image_id}: well-formed input scored differently ({mine})"
             elif got != ground_truth(before):
                 assert noted, f"{image_id}: ground truth changed without a note ({mine})"

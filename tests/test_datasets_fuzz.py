@@ -74,11 +74,11 @@ def test_parser_fuzz(name):
 
 @pytest.fixture(scope="module")
 def heads(tmp_path_factory):
-    """Checkpoints of a real architecture (ResNet-18, seeded) for the 20-, 80- and 200-class
+    """Checkpoints of a real architecture (ResNet-18, seeded) for the 3-, 20-, 100- and 200-class
     datasets; the ImageNet-class ones use the default EfficientNet-Lite0."""
     folder = tmp_path_factory.mktemp("heads")
     out = {}
-    for n in (3, 20, 200):
+    for n in (3, 20, 100, 200):
         torch.manual_seed(0)
         torch.save(torchvision.models.resnet18(num_classes=n).state_dict(), folder / f"r18_{n}.pth")
         out[n] = folder / f"r18_{n}.pth"
@@ -86,11 +86,11 @@ def heads(tmp_path_factory):
 
 
 def model_overrides(name: str, heads: dict) -> list[str]:
-    n = {"voc_xml": 20, "coco_json": 3, "cub_tables": 200}.get(name)
+    n = {"voc_xml": 20, "coco_json": 3, "cub_tables": 200, "openimages_masks": 100}.get(name)
     if n is None:
         return []
     return ["model=torchvision", "model.name=resnet18", f"model.checkpoint={heads[n]}", f"model.num_classes={n}",
-            f"model.multilabel={str(n != 200).lower()}"]
+            f"model.multilabel={str(n in (3, 20)).lower()}"] + (["+metric=[pxap]"] if n == 100 else [])
 
 
 PIPELINE = settings(FUZZ, max_examples=max(2, EXAMPLES // 100) if EXAMPLES else 1)
@@ -133,6 +133,7 @@ def test_pipeline_fuzz(name, heads):
             summary = result.summary.set_index("method")
             for method in ("gradcam", "center"):
                 assert summary.loc[method, "n_images"] + summary.loc[method, "n_skipped"] == len(listed)
-            assert pd.notna(records.loc[records["skip_reason"].isna(), "iou"]).any() or records["skip_reason"].notna().all()
+            scored_column = "pxap_pos_hist" if name == "openimages_masks" else "iou"  # OpenImages: masks, no boxes
+            assert pd.notna(records.loc[records["skip_reason"].isna(), scored_column]).any() or records["skip_reason"].notna().all()
 
     run()

@@ -59,6 +59,14 @@ CASES = [
     ("wsol_metadata", Corruption(0, "label", "malformed_line"), "class_labels.txt line 1: expected 2 fields, got 'val2/0/img0.jpeg,0,7'"),  # every image refused
     ("wsol_metadata", Corruption(0, "label", "duplicate_different"), "class_labels.txt lines 1, 2 give the image different values"),  # last line won
     ("demo_csv", Corruption(0, "obj0.x_min", "nan", "nan"), "annotations.csv line 2 x_min 'nan' is not a finite number"),  # ValueError
+    ("openimages_masks", Corruption(0, "jpeg", "absent", label="file not found"),
+     "file not found: img0.jpg"),  # refused when the split was read, "image not found: <absolute path>", unlike every other dataset
+    ("openimages_masks", Corruption(0, "obj0.mask", "path_nul", label="mask PNG"),
+     "localization.txt line 1: mask PNG 'test/c0/a\\x00b.png' not found"),  # a raw NUL byte in the reason, no line named
+    ("openimages_masks", Corruption(0, "jpeg", "exif_rotated", expect="free"),
+     "NOTE: applied EXIF orientation 6 (rotated 90 degrees clockwise); 2 mask PNGs of another size (first: mask img0_mc0_0.png is 48x40), "
+     "image 40x48: resized (nearest) (the image's size transposed: set dataset.exif_orientation=ignore if drawn on the stored pixels)"),
+    # one note per PNG (1,500 with many objects), no hint that the masks fit the stored pixels
 ]
 
 

@@ -92,8 +92,8 @@ def test_openimages_layout_masks_ignore_and_bad_inputs(tmp_path):
     root, meta = write_openimages(tmp_path)
     data = load(root)  # metadata found at <root>/../../metadata/OpenImages/test
     rejected = dict(data.rejected)
-    assert rejected["test/0bt_c3/c.jpg"] == f"mask PNG not found: {root / 'test/0bt_c3/c_m0bt_c3_1.png'}"
-    assert rejected["test/0bt_c3/d.jpg"] == f"mask PNG unreadable (UnidentifiedImageError): '{root / 'test/0bt_c3/d_m0bt_c3_1.png'}'"
+    assert rejected["test/0bt_c3/c.jpg"] == "localization.txt line 4: mask PNG 'test/0bt_c3/c_m0bt_c3_1.png' not found"
+    assert rejected["test/0bt_c3/d.jpg"] == "localization.txt line 5: mask PNG 'test/0bt_c3/d_m0bt_c3_1.png' unreadable (UnidentifiedImageError)"
     samples = decoded(data)
     assert sorted(samples) == ["test/0bt_c3/a.jpg", "test/0by6g/b.jpg", "test/0by6g/e.jpg", "test/0by6g/f.jpg", "test/0by6g/g.jpg"]
     assert data.class_names[:3] == ["0bt_c3", "0by6g", "class_2"] and len(data.class_names) == 100
@@ -106,7 +106,7 @@ def test_openimages_layout_masks_ignore_and_bad_inputs(tmp_path):
     assert e.notes == "mask e_m0by6g_1.png is 24x20, image 48x40: resized (nearest)"
     assert (e.entry.masks()[1] == rect(0, 20, 0, 24)).all()
     f = samples["test/0by6g/f.jpg"]
-    assert f.notes == f"ignore PNG not found: {root / 'test/0by6g/f_ignore.png'}: no ignore region" and not f.entry.ignore().any()
+    assert f.notes == "localization.txt line 7: ignore PNG 'test/0by6g/f_ignore.png' not found: no ignore region" and not f.entry.ignore().any()
     g = samples["test/0by6g/g.jpg"]  # its header reads, its pixels do not: skipped when decoded, with the file named
     assert g.image is None and g.skip_reason.startswith("mask PNG g_m0by6g_1.png cannot be decoded (OSError: ")
     assert len(load(root, metadata=str(meta), limit=2).entries) == 2
@@ -163,4 +163,4 @@ def test_openimages_pxap_through_the_cli(tmp_path):
     assert 0 < summary.loc[0, "pxap"] <= 100 and summary.loc[0, "pxap_lo"] <= summary.loc[0, "pxap"] <= summary.loc[0, "pxap_hi"]
     skipped = records[records["skip_reason"].notna()].set_index("image_id")["skip_reason"]
     assert skipped["test/0by6g/g.jpg"].startswith("mask PNG g_m0by6g_1.png cannot be decoded (OSError: ")
-    assert skipped["test/0bt_c3/c.jpg"].startswith("mask PNG not found:") and summary.loc[0, "n_skipped"] == 3
+    assert skipped["test/0bt_c3/c.jpg"].endswith("mask PNG 'test/0bt_c3/c_m0bt_c3_1.png' not found") and summary.loc[0, "n_skipped"] == 3

@@ -18,9 +18,11 @@ names are the folder names (OpenImages MIDs without "/m/").
 The metadata files follow the rule of wsl_bench.data.annotations: a malformed line concerns only
 the image it names. Per image, from the files' headers when the split is read: an image without
 a class label or a mask, or with a listed mask PNG that is missing or not an image, is rejected
-with the reason. The PNGs' pixels are read with the image (DecodedImages, `OpenImagesMasks`): a
-mask PNG whose pixels do not decode skips the image with the reason; a mask or ignore PNG of
-another size than the image is resized onto it, nearest neighbour (noted); a missing or
+with the reason naming the localization.txt line and the path (the image file itself is checked
+when decoded, as in every dataset). The PNGs' pixels are read with the image (DecodedImages,
+`OpenImagesMasks`): a mask PNG whose pixels do not decode skips the image with the reason; mask
+or ignore PNGs of another size than the image are resized onto it, nearest neighbour (one note,
+with a hint when the size is the image's transposed: an EXIF-rotated image); a missing or
 undecodable ignore PNG leaves no ignore region (noted).
 """
 
@@ -44,29 +46,41 @@ META_HINT = "/path/to/wsolevaluation/metadata/OpenImages/<split>"
 N_CLASSES = 100
 
 
-def _header_size(path: Path) -> tuple[int, int] | str:
-    """(height, width) from an image file's header, or why it cannot be read."""
+def _header_problem(path: Path) -> str:
+    """Why an image file's header cannot be read ("" when it can)."""
     try:
         if not path.is_file():
-            return f"not found: {path}"
-        with Image.open(path) as img:
-            return img.height, img.width
+            return "not found"
+        with Image.open(path):
+            return ""
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds on corrupt files; OSError on a name too long
-        return f"unreadable ({type(exc).__name__}): {shown(str(path), 200)}"
+        return f"unreadable ({type(exc).__name__})"
 
 
-def _read_mask(path: Path, height: int, width: int) -> tuple[np.ndarray, str]:
+def _read_mask(path: Path, height: int, width: int) -> tuple[np.ndarray, tuple[int, int] | None]:
     """[H, W] bool: nonzero pixels of a mask PNG, resized onto height x width (nearest) when its
-    size differs, with a note saying so; ValueError naming the file when its pixels do not decode."""
+    size differs (then also its own (height, width)); ValueError naming the file when its pixels
+    do not decode."""
     try:
         with Image.open(path) as img:
             mask = np.asarray(img.convert("L")) > 0
     except Exception as exc:  # noqa: BLE001 - becomes this image's skipped row, not the run's end
         raise ValueError(f"{path.name} cannot be decoded ({type(exc).__name__}: {str(exc)[:80]})") from None
     if mask.shape == (height, width):
-        return mask, ""
-    note = f"{path.name} is {mask.shape[1]}x{mask.shape[0]}, image {width}x{height}: resized (nearest)"
-    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST)), note
+        return mask, None
+    return np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST)), mask.shape
+
+
+def _resized_note(resized: list[tuple[str, tuple[int, int]]], height: int, width: int) -> str:
+    """One note for the PNGs ("mask a.png", "ignore mask b.png") resized onto the image, the first
+    named (a thousand masks, one note); "" when none was."""
+    if not resized:
+        return ""
+    name, (h, w) = resized[0]
+    first = f"{name} is {w}x{h}" if len(resized) == 1 else f"{len(resized)} mask PNGs of another size (first: {name} is {w}x{h})"
+    # the image's size transposed: the PNGs may be drawn on the stored pixels of an EXIF-rotated image
+    hint = " (the image's size transposed: set dataset.exif_orientation=ignore if drawn on the stored pixels)" if (h, w) == (width, height) else ""
+    return f"{first}, image {width}x{height}: resized (nearest){hint}"
 
 
 @dataclass
@@ -79,49 +93,48 @@ class OpenImagesMasks:
     ignore_path: Path | None
 
     def rasterize(self, height: int, width: int, boxes: np.ndarray) -> Rasterized:
-        masks, notes = [], []
+        masks, resized, notes = [], [], []
         for path in self.mask_paths:
             try:
-                mask, note = _read_mask(path, height, width)
+                mask, size = _read_mask(path, height, width)
             except ValueError as exc:
                 raise AnnotationError(f"mask PNG {exc}") from None
             masks.append(mask)
-            notes.append(f"mask {note}" if note else "")
+            if size is not None:
+                resized.append((f"mask {path.name}", size))
         union = np.logical_or.reduce(masks)
         ignore = np.zeros((height, width), dtype=bool)
         if self.ignore_path is not None:  # (none: noted when the split was read)
             try:
-                region, note = _read_mask(self.ignore_path, height, width)
+                region, size = _read_mask(self.ignore_path, height, width)
                 ignore = region & ~union  # the ignore region outside the objects (wsolevaluation's get_mask)
-                notes.append(f"ignore mask {note}" if note else "")
+                if size is not None:
+                    resized.append((f"ignore mask {self.ignore_path.name}", size))
             except ValueError as exc:
                 notes.append(f"ignore PNG {exc}: no ignore region")
-        return Rasterized({self.label: union}, join_notes(*notes), ignore)
+        note = join_notes(_resized_note(resized, height, width), *notes)
+        return Rasterized({self.label: union}, note, ignore)
 
 
-def _check_image(root: Path, image: str, label: int, masks: list[str], ignore: str | None) -> tuple[OpenImagesMasks, str]:
-    """The image's masks and a note when it has no ignore PNG; AnnotationError when it cannot be
-    used (read from the files' headers only)."""
-    size = _header_size(root / image)
-    if isinstance(size, str):
-        raise AnnotationError(f"image {size}")
-    for mask in masks:
-        mask_size = _header_size(root / mask)
-        if isinstance(mask_size, str):
-            raise AnnotationError(f"mask PNG {mask_size}")
-    note, ignore_path = "no ignore mask listed: no ignore region", None
-    if ignore is not None:
-        ignore_size = _header_size(root / ignore)
-        if isinstance(ignore_size, str):
-            note = f"ignore PNG {ignore_size}: no ignore region"
-        else:
-            note, ignore_path = "", root / ignore
-    return OpenImagesMasks(label, tuple(root / m for m in masks), ignore_path), note
+def _check_masks(root: Path, label: int, masks: list[tuple[int, str]], ignore: tuple[int, str] | None) -> tuple[OpenImagesMasks, str]:
+    """The image's masks and a note when it has no usable ignore PNG; AnnotationError naming the
+    localization.txt line and path when a mask PNG cannot be used (read from the files' headers
+    only; the image itself is checked when decoded, as in every dataset)."""
+    for number, mask in masks:
+        problem = _header_problem(root / mask)
+        if problem:
+            raise AnnotationError(f"localization.txt line {number}: mask PNG {shown(mask, 120)} {problem}")
+    if ignore is None:
+        return OpenImagesMasks(label, tuple(root / m for _, m in masks), None), "no ignore mask listed: no ignore region"
+    number, path = ignore
+    problem = _header_problem(root / path)
+    note = f"localization.txt line {number}: ignore PNG {shown(path, 120)} {problem}: no ignore region" if problem else ""
+    return OpenImagesMasks(label, tuple(root / m for _, m in masks), None if problem else root / path), note
 
 
-def image_annotation(labels: Any, localization: Any, image: str) -> tuple[int, list[str], str | None]:
-    """(class label, mask paths, ignore path or None) of one image from its metadata lines;
-    AnnotationError naming the file, line and value when they cannot be used."""
+def image_annotation(labels: Any, localization: Any, image: str) -> tuple[int, list[tuple[int, str]], tuple[int, str] | None]:
+    """(class label, [(line number, mask path)], (line number, ignore path) or None) of one image
+    from its metadata lines; AnnotationError naming the file, line and value when they cannot be used."""
     row = labels.one(image)
     if row is None:
         raise AnnotationError("no class label in class_labels.txt")
@@ -131,19 +144,19 @@ def image_annotation(labels: Any, localization: Any, image: str) -> tuple[int, l
     lines = localization.lines(image)
     if not lines:
         raise AnnotationError("no mask in localization.txt")
-    masks: list[str] = []
+    masks: dict[str, int] = {}
     ignores: dict[str, int] = {}
     for number, (mask, ignore) in lines:
         if not mask:
             raise AnnotationError(f"localization.txt line {number}: no mask path (expected image,mask.png,ignore.png)")
-        if mask not in masks:  # a repeated line adds nothing to the union
-            masks.append(mask)
+        masks.setdefault(mask, number)  # a repeated line adds nothing to the union
         if ignore:
             ignores.setdefault(ignore, number)
     if len(ignores) > 1:
         numbers = ", ".join(str(n) for n in ignores.values())
         raise AnnotationError(f"localization.txt lines {numbers} give the image different ignore masks")
-    return label, masks, next(iter(ignores), None)
+    ignore_line = next(((n, path) for path, n in ignores.items()), None)
+    return label, [(n, path) for path, n in masks.items()], ignore_line
 
 
 def default_metadata(root: Path, split: str) -> Path:
@@ -171,7 +184,7 @@ def build_openimages(cfg: Any) -> AnnotatedImages:
     for image in ids:
         try:
             label, masks, ignore = image_annotation(labels, localization, image)
-            gt, ignore_note = _check_image(root, image, label, masks, ignore)
+            gt, ignore_note = _check_masks(root, label, masks, ignore)
         except AnnotationError as exc:
             rejected.append((image, str(exc)))
             continue
