@@ -134,6 +134,8 @@ def build_rows(
     for chunk in chunks:
         stacked = torch.stack([maps[method][t] for method, t in chunk])
         full = to_original_size(stacked, sample.orig_size, sample.view)
+        if "at_image_size" in context:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
+            full = context["at_image_size"](full, [method for method, _ in chunk])
         scores = score_maps(
             full, [class_boxes[t] for _, t in chunk], protocols.loc, protocols.pointing,
             regions=[regions[t] for _, t in chunk], energy=protocols.energy, boxacc=protocols.boxacc,
@@ -357,6 +359,7 @@ def run(cfg: DictConfig, out_dir: Path) -> RunResult:
         "mean": loaded.mean,
         "std": loaded.std,
         "metrics": protocols,
+        "at_image_size": explainer.at_image_size,  # issue 9 hook (see build_rows)
         "faithfulness": faithfulness,
         "occlusion_cache": OcclusionCache(faithfulness.cache_dir, f"{loaded.name}|{loaded.weights}", faithfulness.occlusion)
         if faithfulness.occlusion is not None else None,

@@ -81,3 +81,11 @@ def occlusion_maps(
     occluded = target_scores_of(model, make_inputs, batch * n_pos, image_index, targets, chunk_size, transform)
     drop = base[:, None, :] - occluded.view(batch, n_pos, -1)  # [B, n_pos, T]
     return drop.permute(0, 2, 1).reshape(batch, targets.shape[1], len(ys), len(xs))
+
+
+def image_scores(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The image-level class scores [N, K] a perturbation method reads: the model's
+    `image_scores(inputs)` when it defines one (TorchRay's fully convolutional models: the score
+    TorchRay's RISE and extremal perturbation read), else its logits."""
+    scores = getattr(model, "image_scores", None)
+    return scores(inputs) if callable(scores) else model(inputs)
