@@ -13,6 +13,10 @@ Perturbation table (--pert-batch x --pert-size, smaller: Score-CAM on a 2048-cha
 forwards per image): the same ratios, plus Score-CAM against the cost of its own masked forward
 passes alone (the same number of inputs, in the same chunks, with no mask building or weighting).
 
+Extremal perturbation (optimized masks: hundreds of forward/backward passes per image and
+target): its cost per (image, target) at --ep-size px, measured over --ep-iterations iterations
+with TorchRay's four areas and extrapolated to the 800 iterations of the method's default.
+
 Targets (issue 3): each layer-gradient method alone >= 0.9x forward-only; five gradient methods
 together >= 0.8x; top-5 <= 1.3x the time of top-1; Score-CAM <= 1.2x its masked forwards.
 """
@@ -30,6 +34,7 @@ import torchvision
 from wsl_bench.methods import METHODS, Explainer
 
 PERTURBATION = ["scorecam", "ablationcam", "occlusion", "rise"]
+OPTIMIZED = ["extremal_perturbation"]  # its own section: per-image cost, not throughput
 FIVE = ["gradcam", "gradcampp", "xgradcam", "layercam", "hirescam"]
 LAYER_GRADIENT = {"gradcam", "gradcam_neg", "hirescam", "gradcampp", "xgradcam", "layercam"}
 
@@ -107,6 +112,8 @@ def main() -> None:
     parser.add_argument("--pert-size", type=int, default=64)
     parser.add_argument("--pert-chunk", type=int, default=64, help="batch_size param of the perturbation methods")
     parser.add_argument("--rise-masks", type=int, default=256)
+    parser.add_argument("--ep-iterations", type=int, default=10, help="extremal perturbation iterations timed (default 800 extrapolated)")
+    parser.add_argument("--ep-size", type=int, default=224)
     parser.add_argument("--device", default="cpu", help="cpu (the issue's setting) or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = parser.parse_args()
@@ -134,7 +141,7 @@ def main() -> None:
     images = torch.randn(args.batch, 3, args.size, args.size, device=device)
     cases: dict[str, Callable[[], None]] = {"forward-only": lambda: _forward(model, images)}
     notes = {}
-    for name in [n for n in names if n not in PERTURBATION]:
+    for name in [n for n in names if n not in PERTURBATION + OPTIMIZED]:
         cases[name] = explain_call(model, args.layer, images, [name], params, 1)
         notes[name] = ">= 0.9x" if name in LAYER_GRADIENT else ""
     if not args.methods or set(FIVE) <= set(names):
@@ -149,6 +156,9 @@ def main() -> None:
             f"\ntop-5 / top-1 time: gradcam {medians['gradcam top-5 targets'] / medians['gradcam']:.3f}, "
             f"5 methods together {medians['5 together, top-5 targets'] / medians['5 together: ' + '+'.join(FIVE)]:.3f} (target <= 1.3)"
         )
+
+    if "extremal_perturbation" in names:
+        extremal_cost(model, args, device)
 
     # Perturbation table: pert-batch x pert-size.
     perturbation = [n for n in names if n in PERTURBATION]
@@ -166,6 +176,22 @@ def main() -> None:
     table(f"Perturbation methods, batch {args.pert_batch} x {args.pert_size} px, chunks of {args.pert_chunk}", medians, args.pert_batch, "forward-only", {})
     if "scorecam" in perturbation:
         print(f"\nScore-CAM / its masked forwards alone: {medians['scorecam'] / medians[masked_name]:.3f} (target <= 1.2)")
+
+
+def extremal_cost(model: torch.nn.Module, args: argparse.Namespace, device: torch.device) -> None:
+    """Seconds per (image, target) of extremal perturbation at its default 800 iterations,
+    extrapolated from --ep-iterations, against the forward-only pass of its four masked inputs."""
+    image = torch.randn(1, 3, args.ep_size, args.ep_size, device=device)
+    areas = [0.025, 0.05, 0.1, 0.2]
+    params = {"extremal_perturbation": {"max_iter": args.ep_iterations, "areas": areas}}
+    four = image.expand(len(areas), -1, -1, -1).contiguous()
+    medians = measure({"forward-only x4": lambda: _forward(model, four), "ep": explain_call(model, args.layer, image, ["extremal_perturbation"], params, 1)}, args.repeats)
+    per_iteration = medians["ep"] / args.ep_iterations
+    print(
+        f"\nExtremal perturbation, 1 image x {args.ep_size} px, 1 target, {len(areas)} areas: {per_iteration:.3f} s per iteration "
+        f"({per_iteration / medians['forward-only x4']:.2f}x a forward-only pass of its {len(areas)} masked inputs); "
+        f"{800 * per_iteration:.1f} s per image and target at the default 800 iterations (extrapolated from {args.ep_iterations})"
+    )
 
 
 def _forward(model: torch.nn.Module, images: torch.Tensor) -> None:

@@ -132,40 +132,34 @@ def resnet50_reference(state: dict[str, torch.Tensor], rgb: torch.Tensor, pool: 
     return torch.einsum("bchw,kc->bkhw", pooled, state["fc.weight"]) + state["fc.bias"][:, None, None]
 
 
+# arch: (the file, the narrow module, its converter, the written-out score map, the written-out image scores)
+ARCHS = {
+    "vgg16": (caffe_vgg16_file, lambda: CaffeVGG16(20, widths=NARROW_VGG, hidden=16), vgg16_from_caffe,
+              vgg16_reference, lambda state, x: vgg16_reference(state, x).mean(dim=(2, 3))),
+    "resnet50": (caffe_resnet50_file, lambda: CaffeResNet50(20, base=NARROW_RESNET), resnet50_from_caffe,
+                 resnet50_reference, lambda state, x: resnet50_reference(state, x, pool="global")),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("height, width", [(224, 224), (224, 300)])
-def test_caffe_vgg16_equals_the_written_out_network(tmp_path, height, width):
-    state = {k: v.double() for k, v in caffe_vgg16_file().items()}  # float64: equality up to rounding
-    torch.save(state, tmp_path / "vgg16_voc-test.pth.tar")
-    model = CaffeVGG16(20, widths=NARROW_VGG, hidden=16).double()
-    assert "sha256" in load_caffe_checkpoint(model, tmp_path / "vgg16_voc-test.pth.tar", vgg16_from_caffe)
+def test_caffe_models_equal_the_written_out_networks(tmp_path, arch, height, width):
+    write, make, convert, score_map, image_scores = ARCHS[arch]
+    state = {k: v.double() for k, v in write().items()}  # float64: equality up to rounding
+    torch.save(state, tmp_path / f"{arch}_voc-test.pth.tar")
+    model = make().double()
+    assert "sha256" in load_caffe_checkpoint(model, tmp_path / f"{arch}_voc-test.pth.tar", convert)
     x = torch.rand(2, 3, height, width, dtype=torch.float64) * 255 - 120
     with torch.no_grad():
-        reference = vgg16_reference(state, x)
+        reference = score_map(state, x)
         scores = model.eval().score_map(x)
         logits, image = model(x), model.image_scores(x)
-    # 224 x 300: pool5 is 7 x 10 (ceil mode: 300 -> 150 -> 75 -> 38 -> 19 -> 10), so 1 x 4 windows
+    # at 224 x 300, VGG16's pool5 and ResNet-50's layer4 are 7 x 10 (ceil-mode pooling: 300 -> 150
+    # -> 75 -> 38 -> 19 -> 10; conv1 -> 150, 3x3/2 pooling -> 75, then /8), so 1 x 4 windows of 7 x 7
     assert scores.shape == reference.shape == (2, 20, 1, 1 if width == 224 else 4)
     torch.testing.assert_close(scores, reference, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(logits, torch.logsumexp(reference.flatten(2), dim=2), rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(image, reference.mean(dim=(2, 3)), rtol=1e-9, atol=1e-9)
-
-
-@pytest.mark.parametrize("height, width", [(224, 224), (224, 300)])
-def test_caffe_resnet50_equals_the_written_out_network(tmp_path, height, width):
-    state = {k: v.double() for k, v in caffe_resnet50_file().items()}  # float64: equality up to rounding
-    torch.save(state, tmp_path / "resnet50_voc-test.pth.tar")
-    model = CaffeResNet50(20, base=NARROW_RESNET).double()
-    load_caffe_checkpoint(model, tmp_path / "resnet50_voc-test.pth.tar", resnet50_from_caffe)
-    x = torch.rand(2, 3, height, width, dtype=torch.float64) * 255 - 120
-    with torch.no_grad():
-        reference = resnet50_reference(state, x)
-        scores = model.eval().score_map(x)
-        logits, image = model(x), model.image_scores(x)
-    # layer4 of 224 x 300 is 7 x 10 (conv1 -> 112 x 150, ceil-mode 3x3/2 pooling -> 56 x 75, /8)
-    assert scores.shape == reference.shape == (2, 20, 1, 1 if width == 224 else 4)
-    torch.testing.assert_close(scores, reference, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(logits, torch.logsumexp(reference.flatten(2), dim=2), rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(image, resnet50_reference(state, x, pool="global"), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(image, image_scores(state, x), rtol=1e-9, atol=1e-9)
 
 
 def torchvision_caffe_names(classes: int) -> dict[str, torch.Tensor]:

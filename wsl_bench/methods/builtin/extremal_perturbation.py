@@ -88,16 +88,16 @@ def perturbation_pyramid(images: torch.Tensor, levels: int, max_blur: float, kin
 def perturb(pyramids: torch.Tensor, image_of: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Inputs [N, 3, H, W]: each pixel of mask n (in [0, 1]) indexes its image's pyramid level
     m (L - 1), linearly interpolated between the two nearest levels."""
-    levels = pyramids.shape[1]
+    levels, channels = pyramids.shape[1], pyramids.shape[2]
     w = masks * (levels - 1)
     k = w.floor()
     w = w - k
     k = k.long()
-    pyramid = pyramids[image_of]  # [N, L, 3, H, W]
-    index = k[:, :, None].expand(-1, -1, pyramid.shape[2], -1, -1)  # [N, 1, 3, H, W]
-    low = torch.gather(pyramid, 1, index)
-    high = torch.gather(pyramid, 1, (index + 1).clamp(max=levels - 1))
-    return ((1 - w[:, :, None]) * low + w[:, :, None] * high)[:, 0]
+    flat = pyramids.flatten(0, 1)  # [B * L, 3, H, W]: level l of image b at b * L + l
+    first = image_of[:, None, None, None] * levels
+    low = torch.gather(flat, 0, (first + k).expand(-1, channels, -1, -1))
+    high = torch.gather(flat, 0, (first + (k + 1).clamp(max=levels - 1)).expand(-1, channels, -1, -1))
+    return (1 - w) * low + w * high
 
 
 def smooth_extremal_masks(maps: torch.Tensor, smooth: float = 0.09) -> torch.Tensor:
