@@ -159,8 +159,8 @@ def wsl_overrides(args: argparse.Namespace, methods: list[str], arch: str) -> li
     out = [
         "dataset=voc07", f"dataset.root={args.voc}", f"dataset.difficult_flags={args.voc / 'difficult_flags.txt'}",
         f"model=torchray_{arch}", f"model.checkpoint={args.checkpoint}", "transform=torchray",
-        f"method=[{','.join(names)}]", "targets.topk=0", "energy.enabled=false", "maxboxacc.enabled=false",
-        "faithfulness.confidence.enabled=false", "report.bootstrap=100", "loader.batch_size=8", "device=cpu",
+        f"method=[{','.join(names)}]", "targets.topk=0", "metric.energy_pointing.enabled=false", "metric.maxboxacc.enabled=false",
+        "metric.avg_drop.enabled=false", "report.bootstrap=100", "loader.batch_size=8", "device=cpu",
     ]
     params = {
         "center": ["origin=torchray"],

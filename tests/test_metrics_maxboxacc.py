@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from wsl_bench.metrics.maxboxacc import MaxBoxAccSettings as BoxAccProtocol
 from wsl_bench.metrics.maxboxacc import (
-    BoxAccProtocol, _levels, boxacc_hits, max_box_acc, minmax_normalize, sweep_ious, sweep_thresholds,
+    _levels, boxacc_hits, max_box_acc, minmax_normalize, sweep_ious, sweep_thresholds,
     threshold_components, threshold_components_relabel,
 )
 
@@ -135,7 +136,7 @@ def test_center_crop_pixels_outside_the_crop_are_in_no_mask():
     # holds the filled-in minimum 0. At tau = 0 (s >= 0) the mask is the crop, box (2, 0, 5, 3),
     # IoU 1 with a GT box equal to it; before, the whole image (IoU 0.5). At tau in (0, 1/3]
     # the mask is columns 3..5: IoU 12 / 16 = 0.75.
-    from wsl_bench.metrics.maxboxacc import BoxAccProtocol, boxacc_hits
+    from wsl_bench.metrics.maxboxacc import MaxBoxAccSettings as BoxAccProtocol, boxacc_hits
     sal = np.zeros((4, 8))
     sal[:, 2:6] = [0.0, 1 / 3, 2 / 3, 1.0]
     valid = np.zeros((4, 8), bool)

@@ -125,8 +125,8 @@ def test_pipeline_applies_the_steps_at_image_size(tmp_path):
     cfg = composed(
         "dataset=voc07", f"dataset.root={root}", "model=torchvision", "model.name=resnet18", f"model.checkpoint={tmp_path / 'resnet18_voc.pth'}",
         "model.num_classes=20", "model.multilabel=true", "transform=torchray", "transform.size=64", "method=[gradient,center]",
-        "method.gradient.params.smooth=0.1", "method.center.params.origin=torchray", "targets.topk=0", "energy.enabled=false",
-        "maxboxacc.enabled=false", "faithfulness.confidence.enabled=false", "report.bootstrap=10", "device=cpu", "progress=false",
+        "method.gradient.params.smooth=0.1", "method.center.params.origin=torchray", "targets.topk=0", "metric.energy_pointing.enabled=false",
+        "metric.maxboxacc.enabled=false", "metric.avg_drop.enabled=false", "report.bootstrap=10", "device=cpu", "progress=false",
     )
     records = run(cfg, tmp_path / "run").records
     transform = ProtocolTransform("torchray", 64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -28,13 +28,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, Literal, Sequence
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
+from ..config import setting
+from ..errors import ConfigError
+from .aggregate import MetricData, best_of_curves, curve_max, curve_max_mean, gt_rows, hit_matrix, with_values
+from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
 from .localization import box_iou_matrix
+from .maps import NO_PEAK
 
 _OFFSETS = {
     4: ((0, 1), (1, 0), (0, -1), (-1, 0)),
@@ -268,24 +276,30 @@ def sweep_ious(components: Components, gt_boxes: np.ndarray, n_thresholds: int) 
 
 
 @dataclass(frozen=True)
-class BoxAccProtocol:
+class MaxBoxAccSettings(MetricSettings):
     """Choe et al. 2020 defaults: thresholds 0..0.99 step 0.01, s >= tau on the min-max
-    normalized map, 8-connectivity, IoU levels 0.3 / 0.5 / 0.7, V1 at IoU 0.5."""
+    normalized map (`gt`: s > tau, wsolevaluation's cv2.THRESH_BINARY), 8-connectivity, IoU
+    levels 0.3 / 0.5 / 0.7 for V2, V1 at IoU 0.5. box_convention: `tight` inclusive box of the
+    component; `wsolevaluation`: its cv2 box (x, y, x + w, y + h), one pixel wider and taller,
+    clipped to the image."""
 
-    step: float = 0.01
+    step: float = setting(0.01, gt=0, lt=1)
     iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
-    comparison: str = "ge"
-    connectivity: int = 8
-    v1_iou: float = 0.5
-    # "tight": inclusive box of the component; "wsolevaluation": its cv2 box (x, y, x + w, y + h),
-    # one pixel wider and taller, clipped to the image
-    box_convention: str = "tight"
+    comparison: Literal["ge", "gt"] = "ge"
+    connectivity: Literal[4, 8] = 8
+    v1_iou: float = setting(0.5, gt=0, le=1)
+    box_convention: Literal["tight", "wsolevaluation"] = "tight"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.iou_thresholds or not all(0 < v <= 1 for v in self.iou_thresholds):
+            raise ConfigError(f"{self.config_path}.iou_thresholds={list(self.iou_thresholds)} must be a non-empty list of values in (0, 1]")
 
 
 def boxacc_hits(
     saliency: np.ndarray | torch.Tensor | None,
     gt_boxes: np.ndarray,
-    protocol: BoxAccProtocol = BoxAccProtocol(),
+    protocol: MaxBoxAccSettings = MaxBoxAccSettings(),
     valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hit vectors of one map over the threshold sweep: (v1 [K], v2 [n_iou, K]) booleans.
@@ -307,8 +321,6 @@ def boxacc_hits(
         height, width = v.shape
         comps.boxes[:, 2] = np.minimum(comps.boxes[:, 2] + 1, width - 1)
         comps.boxes[:, 3] = np.minimum(comps.boxes[:, 3] + 1, height - 1)
-    elif protocol.box_convention != "tight":
-        raise ValueError(f"box_convention must be 'tight' or 'wsolevaluation', got {protocol.box_convention!r}")
     largest, best = sweep_ious(comps, gt_boxes, len(thresholds))
     deltas = np.asarray(protocol.iou_thresholds)[:, None]
     return largest >= protocol.v1_iou, best[None, :] >= deltas
@@ -316,15 +328,81 @@ def boxacc_hits(
 
 def max_box_acc(v1_hits: np.ndarray, v2_hits: np.ndarray) -> dict[str, object]:
     """Dataset-level scores from stacked hit vectors v1 [N, K], v2 [N, n_iou, K]: accuracy
-    per threshold (the curves), each maximized over the threshold, V2 = mean of its maxima (%)."""
-    curve_v1 = 100.0 * v1_hits.mean(axis=0)
-    curve_v2 = 100.0 * v2_hits.mean(axis=0)
+    per threshold (the curves), each maximized over the threshold, V2 = mean of its maxima (%).
+    The same reducers as the summary's (and its bootstrap's) MaxBoxAcc statistics."""
+    n, n_iou = len(v1_hits), v2_hits.shape[1]
+    v1_sums, v2_sums = v1_hits.sum(axis=0, dtype=np.float64)[None], v2_hits.reshape(n, -1).sum(axis=0, dtype=np.float64)[None]
+    curve_v1 = 100.0 * v1_sums[0] / n
+    curve_v2 = 100.0 * v2_sums[0].reshape(n_iou, -1) / n
     return {
-        "maxboxacc": float(curve_v1.max()),
-        "maxboxacc_v2": float(curve_v2.max(axis=1).mean()),
+        "maxboxacc": float(100.0 * curve_max(v1_sums, np.full_like(v1_sums, n))[0]),
+        "maxboxacc_v2": float(100.0 * curve_max_mean(n_iou)(v2_sums, np.full_like(v2_sums, n))[0]),
         "maxboxacc_v2_per_iou": curve_v2.max(axis=1),
         "best_tau_index_v1": int(curve_v1.argmax()),
         "best_tau_index_v2": curve_v2.argmax(axis=1),
         "curve_v1": curve_v1,
         "curve_v2": curve_v2,
     }
+
+
+@register_metric("maxboxacc")
+class MaxBoxAcc(MapMetric):
+    """MaxBoxAcc (V1) and MaxBoxAccV2 over the maps of ground-truth targets; the per-threshold
+    accuracy curves go to boxacc_curves.csv."""
+
+    Settings = MaxBoxAccSettings
+    columns = (
+        ("boxacc_v1_hits", pa.list_(pa.bool_())),  # per threshold: largest component's box hits (gt rows)
+        ("boxacc_v2_hits", pa.list_(pa.bool_())),  # per IoU level, per threshold (row-major): best box hits
+    )
+
+    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        valid = None if truth.valid is None else truth.valid.cpu().numpy()
+        v1: list[list[bool] | None] = [None] * len(chunk)
+        v2: list[list[bool] | None] = [None] * len(chunk)
+        for i, cls in enumerate(chunk.classes):
+            boxes = truth.boxes_of(int(cls))
+            if chunk.is_gt[i] and len(boxes):
+                hit1, hit2 = boxacc_hits(chunk.maps[i] if chunk.status[i] not in NO_PEAK else None, boxes, self.settings, valid)
+                v1[i], v2[i] = hit1.tolist(), hit2.ravel().tolist()
+        return {"boxacc_v1_hits": v1, "boxacc_v2_hits": v2}
+
+    def statistics(self) -> list[Statistic]:
+        ious = self.settings.iou_thresholds
+        stats = [
+            Statistic("maxboxacc", self._best("boxacc_v1_hits"), lower_is_better=False),
+            Statistic("maxboxacc_v2", self._best("boxacc_v2_hits", groups=len(ious)), lower_is_better=False),
+        ]
+        return stats + [
+            Statistic(f"maxboxacc_v2_iou{round(100 * iou)}", self._best("boxacc_v2_hits", groups=len(ious), level=j), lower_is_better=False)
+            for j, iou in enumerate(ious)
+        ]
+
+    @staticmethod
+    def _best(column: str, groups: int = 1, level: int | None = None):
+        def build(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+            picked = with_values(gt_rows(rows), column)
+            if not len(picked):
+                return None
+            hits = hit_matrix(picked, column)
+            if level is not None:  # one IoU level of V2
+                return best_of_curves(picked, hits.reshape(len(hits), groups, -1)[:, level], images)
+            return best_of_curves(picked, hits, images, groups)
+
+        return build
+
+    def tables(self, records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """boxacc_curves: accuracy (%) per threshold per method: columns method, version (v1 / v2),
+        iou, tau, acc."""
+        thresholds = sweep_thresholds(self.settings.step)
+        out = []
+        for method, rows in records.groupby("method", sort=False):
+            scored = gt_rows(rows[rows["skip_reason"].isna()])
+            for column, version, ious in (("boxacc_v1_hits", "v1", [self.settings.v1_iou]), ("boxacc_v2_hits", "v2", list(self.settings.iou_thresholds))):
+                picked = with_values(scored, column)
+                if not len(picked):
+                    continue
+                per = (100.0 * hit_matrix(picked, column).mean(axis=0)).reshape(len(ious), len(thresholds))
+                for iou, acc in zip(ious, per):
+                    out.append(pd.DataFrame({"method": method, "version": version, "iou": iou, "tau": thresholds, "acc": acc}))
+        return {"boxacc_curves": pd.concat(out, ignore_index=True)} if out else {}

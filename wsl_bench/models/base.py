@@ -55,7 +55,7 @@ def create_model(cfg: Any) -> LoadedModel:
     if not loaded.target_layer:
         raise ConfigError(
             f"model {loaded.name} has no default target layer; set model.target_layer= to one of: "
-            f"{', '.join(_layer_candidates(loaded.module))}"
+            f"{', '.join(layer_candidates(loaded.module))}"
         )
     resolve_layer(loaded.module, loaded.target_layer)
     loaded.module.eval()
@@ -68,7 +68,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
         return layer
     modules = dict(model.named_modules())
     if layer not in modules:
-        candidates = _layer_candidates(model)
+        candidates = layer_candidates(model)
         raise ConfigError(
             f"target layer {layer!r} not found in {type(model).__name__}; "
             f"set model.target_layer= to one of: {', '.join(candidates)}"
@@ -76,7 +76,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
     return modules[layer]
 
 
-def _layer_candidates(model: nn.Module, limit: int = 25) -> list[str]:
+def layer_candidates(model: nn.Module, limit: int = 25) -> list[str]:
     """Top-level children and their direct children: where CAM target layers usually are."""
     names = [n for n, _ in model.named_modules() if n and n.count(".") <= 1]
     return names[-limit:]
