@@ -147,6 +147,14 @@ def write_random_checkpoint(path: Path, arch: str, classes: int, seed: int) -> N
             nn.init.normal_(m.bias, std=0.1)
             m.running_mean.normal_(std=0.1)
             m.running_var.uniform_(0.5, 2.0)
+    # Class scores of a trained pointing-game model are moderate; keep these so too (TorchRay's
+    # seed exp(s) overflows float32 for s > 88, which would make its maps NaN, not different).
+    classifier = module.classifier[6] if arch == "vgg16" else module.fc
+    with torch.no_grad():
+        probe = torch.rand(2, 3, 224, 298) * 255 - 120
+        scale = 10.0 / float(module.eval().score_map(probe).abs().max())
+        classifier.weight.mul_(scale)
+        classifier.bias.mul_(scale)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(to_caffe_layout(arch, module.state_dict()), path)
     print(f"random {arch} ({classes} classes, seed {seed}) in TorchRay's Caffe layout: {path}")
