@@ -11,7 +11,8 @@
 wsl_bench side: one real run of the pipeline (`python -m wsl_bench`, model=torchray_<arch>,
 transform=torchray, TorchRay's method settings, records and summary as any run writes them).
 TorchRay side: this script re-invoked with the peers' interpreter (where `torchray` is
-importable; it installs with `pip install --no-deps torchray`): TorchRay's `get_model` (its Caffe
+importable; it installs with `pip install --no-deps torchray`; wsl_bench is not imported there):
+TorchRay's `get_model` (its Caffe
 loader, fed the same file), `get_transform`, its VOCDetection, its attribution functions with the
 arguments of its `examples/attribution_benchmark.py` (resize to the image, smooth=0.02,
 get_pointing_gradient, its layers, its model patches per method), `_saliency_to_point`'s argmax
@@ -189,6 +190,24 @@ def subprocess_env(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def save_network_inputs(args: argparse.Namespace, arch: str) -> Path:
+    """What wsl_bench's pipeline feeds the network for each photo (its decoder, transform=torchray,
+    the model's mean and std), for the TorchRay side to compare with its own input."""
+    from omegaconf import OmegaConf
+
+    from wsl_bench.data import build_dataset
+    from wsl_bench.data.decode import decode_rgb
+    from wsl_bench.data.transforms import ProtocolTransform
+    from wsl_bench.models.zoo.torchray_models import CAFFE_RGB_MEAN
+
+    cfg = OmegaConf.merge(OmegaConf.load(REPO / "conf" / "dataset" / "voc07.yaml"), {"root": str(args.voc)})
+    transform = ProtocolTransform("torchray", 224, tuple(m / 255.0 for m in CAFFE_RGB_MEAN), (1 / 255.0,) * 3)
+    inputs = {e.image_id: transform(decode_rgb(e.path)[0])[0] for e in build_dataset(cfg).entries}
+    path = args.out / f"inputs_{arch}.pt"
+    torch.save(inputs, path)
+    return path
+
+
 def run_wsl_bench(args: argparse.Namespace, methods: list[str], arch: str, limit: int | None, tag: str):
     import pandas as pd
 
@@ -218,11 +237,8 @@ def torchray_side(args: argparse.Namespace) -> None:
     from torchray.benchmark.datasets import voc_as_class_ids, voc_as_image_size
     from torchray.benchmark.pointing_game import PointingGameBenchmark
 
-    from wsl_bench.data.decode import decode_rgb
-    from wsl_bench.data.transforms import ProtocolTransform
-    from wsl_bench.models.zoo.torchray_models import CAFFE_RGB_MEAN
-
     arch = args.arch
+    ours = torch.load(args.inputs, weights_only=True)  # wsl_bench's network inputs, by image id
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
     tr_models.torch.hub.load_state_dict_from_url = lambda *a, **k: {k2: v.clone() for k2, v in state.items()}  # feed TorchRay's loader our file
 
@@ -240,8 +256,6 @@ def torchray_side(args: argparse.Namespace) -> None:
     for row in (args.voc / "difficult_flags.txt").read_text().splitlines():
         cells = row.split("\t")
         flags[cells[0]] = [bool(int(x)) for x in cells[1:]]
-    mean, std = tuple(m / 255.0 for m in CAFFE_RGB_MEAN), (1 / 255.0,) * 3
-    ours = ProtocolTransform("torchray", 224, mean, std)
     results = {"points": [], "input_max_abs_diff": 0.0, "accuracy": {}}
     for method in args.methods:
         size = (224, 224) if method == "rise" else 224
@@ -258,8 +272,7 @@ def torchray_side(args: argparse.Namespace) -> None:
             x = x[None]
             name = Path(data.images[i]).stem
             if method != "rise":
-                mine, _ = ours(decode_rgb(Path(data.images[i]))[0])
-                results["input_max_abs_diff"] = max(results["input_max_abs_diff"], float((mine - x[0]).abs().max()))
+                results["input_max_abs_diff"] = max(results["input_max_abs_diff"], float((ours[name] - x[0]).abs().max()))
             image_size = voc_as_image_size(label)
             rise_saliency = None
             for class_id in sorted(voc_as_class_ids(label)):
@@ -329,8 +342,9 @@ def compare(args: argparse.Namespace, arch: str) -> None:
     if slow:
         frames.append(run_wsl_bench(args, slow, arch, args.slow_images, "slow"))
     side = args.out / f"torchray_{arch}.json"
+    inputs = save_network_inputs(args, arch)
     command = [
-        str(args.peer_python), __file__, "--torchray-side", str(side), "--voc", str(args.voc), "--checkpoint", str(args.checkpoint),
+        str(args.peer_python), __file__, "--torchray-side", str(side), "--inputs", str(inputs), "--voc", str(args.voc), "--checkpoint", str(args.checkpoint),
         "--arch", arch, "--methods", ",".join(args.methods), "--rise-masks", str(args.rise_masks),
         "--ep-iterations", str(args.ep_iterations), "--slow-images", str(args.slow_images),
     ]
@@ -374,6 +388,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/parity_torchray"))
     parser.add_argument("--threads", type=int, default=0, help="torch threads of both sides (OMP_NUM_THREADS); 0 = torch's default")
     parser.add_argument("--torchray-side", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
     if args.make_photos:
