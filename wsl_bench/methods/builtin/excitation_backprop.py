@@ -151,8 +151,10 @@ class ExcitationPass:
         if sign not in self.cache:
             with torch.enable_grad():
                 x = self.classifier_input.detach().requires_grad_(True)
-                (grads,) = backward_per_target(linear_map(self.classifier, x, sign), [x], self.seed / (linear_map(self.classifier, x.detach(), sign).unsqueeze(1) + EPS))
-            self.cache[sign] = x.detach().unsqueeze(1) * grads
+                activation = linear_map(self.classifier, x, sign)  # f+(x): [B, K, ...]
+                normalized = self.seed / (activation.detach().unsqueeze(1) + EPS)  # P / f+(x): [B, T, K, ...]
+                (grads,) = backward_per_target(activation, [x], normalized)
+            self.cache[sign] = x.detach().unsqueeze(1) * grads  # x (.) f+^T (P / f+(x))
         return self.cache[sign]
 
     def at_saliency_layer(self, signal: torch.Tensor) -> torch.Tensor:
