@@ -124,11 +124,22 @@ def test_excitation_backprop_conserves_probability_through_residual_sums_and_bat
     assert model.relu.inplace  # restored
 
 
-def test_excitation_backprop_refuses_torchvision_residual_blocks():
-    model = torchvision.models.resnet18(num_classes=3).eval()
-    with pytest.raises(ConfigError, match="torchray_resnet50"):
-        explain(model, torch.rand(1, 3, 32, 32), torch.tensor([0]), methods=["excitation_backprop"], target_layer="layer4")
+def test_excitation_backprop_splits_torchvision_residual_sums_too():
+    torch.manual_seed(7)
+    model = torchvision.models.ResNet(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1], num_classes=3).eval()
+    with torch.no_grad():  # excitatory everywhere, activations >= 0: the winning probabilities sum to 1
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.abs_()
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.zero_()
+                m.running_mean.zero_()
+    x = torch.rand(2, 3, 40, 40)
+    maps = explain(model, x, torch.tensor([[0, 2], [1, 0]]), methods=["excitation_backprop"], target_layer="layer1")["excitation_backprop"]
+    torch.testing.assert_close(maps.sum(dim=(-2, -1)), torch.ones(2, 2), rtol=1e-4, atol=1e-5)  # a plain += would pass all of it to both terms (8x here)
     assert not any(m._forward_hooks for m in model.modules())
+    assert all("forward" not in m.__dict__ and "residual_sum" not in m._modules for m in model.modules())
 
 
 @pytest.mark.parametrize("inplace", [False, True])

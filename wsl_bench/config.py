@@ -164,20 +164,26 @@ class TargetSettings(Settings):
 
 @dataclass(frozen=True)
 class ReportSettings(Settings):
-    """Percentile bootstrap over images for every interval and paired comparison."""
+    """Percentile bootstrap over images for every interval and paired comparison; `html`: the
+    run's report.html at its end, its gallery showing up to `gallery` images (their maps kept in
+    maps.npz; 0 = none)."""
 
     config_path: ClassVar[str] = "report"
     bootstrap: int = setting(1000, ge=0)
     seed: int = 0
     ci: float = setting(0.95, gt=0, lt=1)
+    html: bool = True
+    gallery: int = setting(48, ge=0)
 
 
 @dataclass(frozen=True)
 class RecordSettings(Settings):
-    """Records are flushed to a parquet shard every `shard_images` images."""
+    """Records are flushed to a parquet shard every `shard_images` images; `save_maps` keeps every
+    image's maps (float16, native grid, all targets) in maps.npz for re-scoring later."""
 
     config_path: ClassVar[str] = "records"
     shard_images: int = setting(2000, ge=1)
+    save_maps: bool = False
 
 
 @dataclass(frozen=True)

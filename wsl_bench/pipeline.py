@@ -25,12 +25,14 @@ from .errors import ConfigError, UserError
 from .methods import Explainer, method_from_config
 from .methods.core import frozen_for_explanation
 from .methods.targets import choose_targets
-from .metrics import MetricSuite, ModelBatch, RunInfo, create_metrics
+from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metrics
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RecordWriter, RowLabels, read_records, record_schema, scored_rows, skipped_rows
+from .records.maps import MapKeeper
 from .report import summarize
-from .report.outputs import write_outputs
+from .report.html import write_run_report
+from .report.outputs import check_outputs, write_outputs
 
 log = logging.getLogger("wsl_bench")
 
@@ -99,7 +101,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     if not data.entries:
         example = f" ({len(data.rejected)} rejected, e.g. {data.rejected[0][0]}: {data.rejected[0][1]})" if data.rejected else ""
         raise UserError(f"dataset={cfg.dataset.name}: no images to evaluate{example}")
-    model = create_model(cfg.model)
+    model = create_model(cfg.model, dataset_classes=len(data.class_names))
     if model.num_classes != len(data.class_names):
         n = len(data.class_names)
         multilabel = " model.multilabel=true" if any(len(e.labels) > 1 for e in data.entries) else ""
@@ -111,8 +113,15 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     Explainer(model.module, model.target_layer, methods, params)  # checks method names and params now
     targets = sections["targets"]
     metrics = create_metrics(cfg.get("metric"), RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names)))
+    if not model.predicts and (targets.topk or metrics.of_kind(ModelMetric)):
+        needs = [f"targets.topk={targets.topk}"] * bool(targets.topk) + [f"metric.{u.name}" for u in metrics.of_kind(ModelMetric)]
+        raise ConfigError(
+            f"model={model.name} makes no predictions, which {' and '.join(needs)} need; set targets.topk=0 and leave model-based metrics out (metric=[...])"
+        )
+    check_outputs(cfg, metrics)
     transform = ProtocolTransform(
         cfg.transform.kind, cfg.transform.size, model.mean, model.std, cfg.transform.get("resize", 256), cfg.transform.get("evaluate_at", "original"),
+        cfg.transform.get("upsample", "bilinear"), cfg.transform.get("gt_to_grid", "span"),
     )
     return RunSpec(
         data, model, transform, methods, params, metrics, targets, sections["loader"], sections["report"], sections["records"],
@@ -136,6 +145,7 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None) -> RunResu
         num_workers=spec.loader.num_workers, collate_fn=collate_samples, pin_memory=spec.device.type == "cuda",
     )
     writer = RecordWriter(out_dir, record_schema(spec.metrics.columns()), spec.records.shard_images)
+    keeper = MapKeeper.from_settings(spec.report, spec.records, out_dir, spec.methods, spec.model.mean, spec.model.std)
     for image_id, reason in spec.dataset.rejected:
         writer.add(skipped_rows(image_id, reason, spec.methods, spec.labels))
     progress = _progress(spec.progress, total=len(spec.dataset.entries))
@@ -145,19 +155,22 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None) -> RunResu
             for sample in skipped:
                 writer.add(skipped_rows(sample.entry.image_id, sample.skip_reason, spec.methods, spec.labels))
             for batch in batches:
-                rows, scored = _isolating_failures(lambda b: score_batch(spec, explainer, b), batch, spec, raise_all=not scored_any)
+                rows, scored = _isolating_failures(lambda b: score_batch(spec, explainer, b, keeper), batch, spec, raise_all=not scored_any)
                 writer.add(rows)
                 scored_any |= scored
             progress.update(sum(len(b.samples) for b in batches) + len(skipped))
     progress.close()
+    keeper.close()  # maps.npz: the gallery's maps and photos
     records = read_records(writer.close())
     summary = summarize(records, spec.metrics, spec.report)
     wall = time.perf_counter() - start
     write_outputs(out_dir, records, summary, spec.metrics, run_provenance(spec, wall))
+    if spec.report.html:  # report.html, figures/, report_tables.md / .tex
+        write_run_report(out_dir)
     return RunResult(out_dir, records, summary, wall)
 
 
-def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[str, Any]]:
+def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch, keeper: MapKeeper | None = None) -> list[dict[str, Any]]:
     """One batch through the model, the methods and the metrics: its record rows."""
     images = batch.images.to(spec.device, non_blocking=True)
     logits = explainer.forward(images)
@@ -172,12 +185,16 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch) -> list[dict[
     for i, sample in enumerate(batch.samples):
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
+        image_maps = {m: v[i, :n] for m, v in maps.items()}
         columns = spec.metrics.score_image(
-            sample, {m: v[i, :n] for m, v in maps.items()}, image_classes, image_sources, explainer.at_image_size  # issue 9 hook
+            sample, image_maps, image_classes, image_sources, spec.transform.upsample, explainer.at_image_size  # issue 9 hook
         )
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
-        rows.extend(scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels))
+        image_rows = scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels)
+        rows.extend(image_rows)
+        if keeper is not None:  # keep this image's maps if the gallery may show it
+            keeper.offer_sample(sample, image_maps, image_classes, image_sources, image_rows)
     return rows
 
 

@@ -363,17 +363,25 @@ def params_for(fn: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, A
     return dict(params) if names is None else {k: v for k, v in params.items() if k in names}
 
 
-def check_params(spec: MethodSpec, params: Mapping[str, Any]) -> None:
-    """A misspelled method param fails here, before any compute, naming the accepted ones
-    (those of the method and of its at-image-size step)."""
+def accepted_params(spec: MethodSpec) -> list[str] | None:
+    """The params a method accepts: those of its function and of its at-image-size step (None
+    when either takes **kwargs)."""
     accepted: list[str] = []
     for fn in (spec.fn, spec.at_image_size):
         if fn is None:
             continue
         names = _param_names(fn)
         if names is None:
-            return
+            return None
         accepted += [n for n in names if n not in accepted]
+    return accepted
+
+
+def check_params(spec: MethodSpec, params: Mapping[str, Any]) -> None:
+    """A misspelled method param fails here, before any compute, naming the accepted ones."""
+    accepted = accepted_params(spec)
+    if accepted is None:
+        return
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(

@@ -103,8 +103,13 @@ class ImageTruth:
 
     @cached_property
     def masks(self) -> dict[int, np.ndarray] | None:
-        """Per-class ground-truth masks [H, W] when the dataset has them (COCO), else None."""
+        """Per-class ground-truth masks [H, W] when the dataset has them (COCO, OpenImages), else None."""
         return self.entry.masks() if self.entry.masks is not None else None
+
+    @cached_property
+    def ignore(self) -> np.ndarray | None:
+        """[H, W] bool: pixels that pixel-level metrics leave out (OpenImages' ignore regions), or None."""
+        return self.entry.ignore() if self.entry.ignore is not None else None
 
 
 @dataclass
@@ -268,12 +273,13 @@ class MetricSuite:
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
-        at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
-        (source, rank), upsampled to the evaluation grid a chunk at a time (methods of one grid
-        size per chunk) -> {(method, target column): {column: value}}, `map_status` included.
-        at_image_size(maps, methods): the methods' steps at that size (Explainer.at_image_size)."""
+        (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
+        at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
+        `map_status` included. at_image_size(maps, methods): the methods' steps at that size
+        (Explainer.at_image_size)."""
         units = self.of_kind(MapMetric)
         truth = ImageTruth(sample)
         out: dict[tuple[str, int], dict[str, Any]] = {}
@@ -281,7 +287,7 @@ class MetricSuite:
             pairs = [(m, t) for m in group for t in range(len(classes))]
             for start in range(0, len(pairs), MAPS_PER_CHUNK):
                 chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
-                full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view)
+                full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
                 if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
                     full = at_image_size(full, [m for m, _ in chunk_pairs])
                 chunk = MapChunk(

@@ -14,8 +14,9 @@ which is computed here as a standard backward pass through a surrogate of each l
 - convolutions and linear layers: the rule above (the surrogate runs the layer with W+);
 - average pooling (windowed or adaptive): the same rule with the pooling as the linear map;
 - batch norm: passes the signal unchanged (TorchRay's choice; EBP leaves normalization open);
-- residual sums (wsl_bench.models.layers.ResidualSum modules): each term gets its share
-  term / sum of the signal (0 where the sum is 0);
+- residual sums (wsl_bench.models.layers.ResidualSum modules; torchvision's ResNet blocks are
+  given one for the pass): each term gets its share term / sum of the signal (0 where the sum is
+  0; TorchRay divides 0 by 0 there);
 - ReLU, max pooling, dropout, reshapes: their ordinary backward (max pooling routes to the winner).
 Every rule is linear in the top-down signal for a fixed forward pass.
 """
@@ -79,23 +80,52 @@ def _rule_hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Te
     return excitation_surrogate(module, x, output)
 
 
+def _bottleneck_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's Bottleneck.forward with the residual sum through `block.residual_sum`."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    out = block.relu(block.bn2(block.conv2(out)))
+    return block.relu(block.residual_sum(block.bn3(block.conv3(out)), identity))
+
+
+def _basic_block_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's BasicBlock.forward with the residual sum through `block.residual_sum`."""
+    identity = x if block.downsample is None else block.downsample(x)
+    out = block.relu(block.bn1(block.conv1(x)))
+    return block.relu(block.residual_sum(block.bn2(block.conv2(out)), identity))
+
+
+@contextmanager
+def residual_sums_as_modules(model: nn.Module) -> Iterator[None]:
+    """torchvision's ResNet blocks add their residuals with `+=`, which no hook sees: for the
+    duration, each block's forward routes the sum through a ResidualSum module (what TorchRay's
+    `update_resnet` does for its benchmark); restored on exit, also on an exception."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    blocks = [(m, _bottleneck_forward if isinstance(m, Bottleneck) else _basic_block_forward)
+              for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    try:
+        for block, forward in blocks:
+            block.residual_sum = ResidualSum()
+            block.forward = forward.__get__(block)
+        yield
+    finally:
+        for block, _ in blocks:
+            block.__dict__.pop("forward", None)
+            if "residual_sum" in block._modules:
+                del block._modules["residual_sum"]
+
+
 @contextmanager
 def excitation_rules(model: nn.Module, exclude: nn.Module | None = None) -> Iterator[None]:
     """The MWP backward at every convolution, linear layer, average pooling, batch norm and
-    residual-sum module of `model` (except `exclude`); hooks removed on exit, also on an
-    exception. A torchvision ResNet adds its residuals with `+=`, which no hook can see:
-    refused with a pointer to model=torchray_resnet50."""
-    from torchvision.models.resnet import BasicBlock, Bottleneck
-
-    if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.modules()):
-        raise ConfigError(
-            "excitation backprop needs residual sums as modules; torchvision's ResNet blocks add them with +=: "
-            "use model=torchray_resnet50 (or a model without residual connections)"
-        )
+    residual sum of `model` (except `exclude`; torchvision's ResNet blocks get their sums as
+    modules meanwhile); hooks removed on exit, also on an exception."""
     kinds = CONVOLUTIONS + (nn.Linear,) + AVERAGE_POOLS + NORMS + (ResidualSum,)
-    modules = [m for m in model.modules() if isinstance(m, kinds) and m is not exclude]
-    with forward_hooks(modules, _rule_hook):
-        yield
+    with residual_sums_as_modules(model):
+        modules = [m for m in model.modules() if isinstance(m, kinds) and m is not exclude]
+        with forward_hooks(modules, _rule_hook):
+            yield
 
 
 def classifier_layer(model: nn.Module, name: str) -> nn.Module:
