@@ -20,10 +20,11 @@ and `PointingGameBenchmark` (all and difficult; the difficult flags are the same
 read, in TorchRay's format). It also reports how far wsl_bench's network input is from TorchRay's.
 
 Printed per method: pairs compared, share of (image, class) pairs whose points are identical,
-largest point distance (px), both pointing accuracies (all / difficult) as mean over the classes
-seen (wsl_bench's definition) and TorchRay's own `PointingGame.accuracy` (mean over all 20 classes,
-classes never seen counting 0). RISE and extremal perturbation are slow on a CPU: they run on the
-first --slow-images images with --rise-masks masks and --ep-iterations iterations, on both sides.
+largest point distance (px), on how many of the pairs both sides score they agree on hit / miss,
+both pointing accuracies (all / difficult) as mean over the classes seen (wsl_bench's
+definition) and TorchRay's own `PointingGame.accuracy` (mean over all 20 classes, classes never
+seen counting 0). RISE and extremal perturbation are slow on a CPU: they run on the first
+--slow-images images with --rise-masks masks and --ep-iterations iterations, on both sides.
 """
 
 from __future__ import annotations
@@ -334,6 +335,8 @@ def seen_class_mean(rows: list[dict], key: str) -> float:
 
 
 def compare(args: argparse.Namespace, arch: str) -> None:
+    import pandas as pd
+
     fast = [m for m in args.methods if m in FAST]
     slow = [m for m in args.methods if m in SLOW]
     frames = []
@@ -353,20 +356,24 @@ def compare(args: argparse.Namespace, arch: str) -> None:
         raise SystemExit(f"TorchRay side failed:\n{done.stderr[-4000:]}")
     theirs = json.loads(side.read_text())
     print(f"\n{arch}: {args.checkpoint.name}; max |wsl_bench input - TorchRay input| = {theirs['input_max_abs_diff']:.3g} (0-255 units)")
-    print("| method | pairs | identical points | max distance (px) | acc all: wsl_bench / TorchRay (seen classes) / TorchRay .accuracy | acc difficult: same |")
-    print("|---|---|---|---|---|---|")
+    print("| method | pairs | identical points | max distance (px) | same hit | acc all: wsl_bench / TorchRay (seen classes) / TorchRay .accuracy | acc difficult: same |")
+    print("|---|---|---|---|---|---|---|")
     for method in args.methods:
         name = WSL_NAME.get(method, method)
         records, summary = next((r, s) for r, s in frames if name in set(r["method"]))
         mine = records[(records["method"] == name) & records["skip_reason"].isna()]
-        ours = {(r.image_id, int(r.target)): (int(r.point_x), int(r.point_y)) for r in mine.itertuples()}
-        rows = [r for r in theirs["points"] if r["method"] == method]
-        distances = [math.dist(ours[(r["image_id"], r["target"])], (r["x"], r["y"])) for r in rows if (r["image_id"], r["target"]) in ours]
+        ours = {(r.image_id, int(r.target)): (int(r.point_x), int(r.point_y), r.point_hit) for r in mine.itertuples()}
+        rows = [r for r in theirs["points"] if r["method"] == method and (r["image_id"], r["target"]) in ours]
+        distances = [math.dist(ours[(r["image_id"], r["target"])][:2], (r["x"], r["y"])) for r in rows]
         same = sum(d == 0 for d in distances)
+        # TorchRay's hit is +1 / -1 (0: not scored); ours True / False / null
+        scored = [r for r in rows if r["hit"] != 0 and not pd.isna(ours[(r["image_id"], r["target"])][2])]
+        same_hit = sum((r["hit"] == 1) == bool(ours[(r["image_id"], r["target"])][2]) for r in scored)
         row = summary[summary["method"] == name].iloc[0]
         acc = theirs["accuracy"][method]
         print(
             f"| {method} | {len(distances)} | {100 * same / max(1, len(distances)):.1f}% ({same}/{len(distances)}) | {max(distances, default=float('nan')):.2f} | "
+            f"{same_hit}/{len(scored)} | "
             f"{row['pointing_acc']:.1f} / {seen_class_mean(rows, 'hit'):.1f} / {100 * acc['torchray_all']:.1f} | "
             f"{row['pointing_acc_difficult']:.1f} / {seen_class_mean(rows, 'hit_difficult'):.1f} / {100 * acc['torchray_difficult']:.1f} |"
         )
