@@ -8,6 +8,25 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import ConfigError
+
+SCORES = ("probability", "logit")
+
+
+def score_reader(score: str, probabilities: Callable[[torch.Tensor], torch.Tensor], method: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What a method reads off the logits [N, K]: score=probability -> the model's class
+    probabilities (Pass.probabilities: softmax over classes, sigmoids for a multi-label head);
+    score=logit -> the raw logits."""
+    if score == "probability":
+        return probabilities
+    if score == "logit":
+        return _identity
+    raise ConfigError(f"{method}: score must be 'probability' (the model's class probabilities) or 'logit', got {score!r}")
+
+
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
+
 
 def target_scores_of(
     model: nn.Module,
