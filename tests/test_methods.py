@@ -59,10 +59,17 @@ CHEAP = {
     "rise": {"n_masks": 24, "cells": 4, "batch_size": 10},
     "smoothgradcampp": {"samples": 3},
     "scorecam": {"batch_size": 5},
+    "scorecam_channel_softmax": {"batch_size": 5},
     "ablationcam": {"batch_size": 4},
+    "smoothgrad": {"samples": 3, "batch_size": 4},
+    "integrated_gradients": {"steps": 4, "batch_size": 5},
+    "meaningful_perturbation": {"iterations": 3, "batch_size": 3, "mask_scale": 4},
 }
 BUILTINS = sorted(n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin."))
-PIXEL_METHODS = {"gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center"}
+PIXEL_METHODS = {
+    "gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center", "scorecam", "smoothgrad",
+    "integrated_gradients", "meaningful_perturbation",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +93,7 @@ def test_every_builtin_has_its_yaml():
 
     conf = Path(__file__).resolve().parent.parent / "conf" / "method"
     builtins = [n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin.")]
-    assert len(builtins) == 18
+    assert len(builtins) == 22
     for name in builtins:
         text = (conf / f"{name}.yaml").read_text()
         assert text.startswith(f"# @package method.{name}\n") and f"name: {name}\n" in text
