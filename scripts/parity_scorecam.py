@@ -42,6 +42,7 @@ from omegaconf import OmegaConf
 
 from wsl_bench import explain
 from wsl_bench.data import DecodedImages, ProtocolTransform, build_dataset
+from wsl_bench.methods.core import capture_output
 from wsl_bench.models import create_model
 
 PEER_WORKER = r'''
@@ -117,12 +118,9 @@ def authors_scorecam(model: torch.nn.Module, layer: torch.nn.Module, image: torc
     upsample A^k bilinearly (align_corners=False) to the input; skip it when the upsampled map
     is constant; normalize it to [0, 1]; softmax of the model on input * mask; add the class
     probability times the upsampled (unnormalized) A^k; ReLU; min-max normalize. [T, H, W]."""
-    store = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.setdefault("value", out.detach().clone()))
-    with torch.no_grad():
+    with torch.no_grad(), capture_output(layer, detach=True) as store:
         model(image)
-    handle.remove()
-    activations = store["value"]
+    activations = store["activations"]
     height, width = image.shape[-2:]
     saliency = torch.zeros(len(classes), 1, height, width)
     with torch.no_grad():

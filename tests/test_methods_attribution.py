@@ -15,6 +15,8 @@ from wsl_bench.errors import ConfigError
 from wsl_bench.methods.builtin.integrated_gradients import path_points
 from wsl_bench.methods.builtin.meaningful_perturbation import total_variation
 
+from test_methods import TinyCNN
+
 
 class Quadratic(nn.Module):
     """logit_c = 0.5 * sum_i a_c,i x_i^2 (+ a ReLU'd conv 'layer' the explainer hooks): the
@@ -31,15 +33,9 @@ class Quadratic(nn.Module):
         return 0.5 * torch.einsum("nchw,kchw->nk", x * x, self.a)
 
 
-class TinyCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(5)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1, stride=2), nn.ReLU())
-        self.fc = nn.Linear(6, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((-2, -1)))
+def tiny_cnn() -> TinyCNN:
+    torch.manual_seed(5)
+    return TinyCNN(classes=4).eval()
 
 
 def run(model: nn.Module, method: str, x: torch.Tensor, targets: torch.Tensor, layer: str = "layer", **params) -> torch.Tensor:
@@ -105,7 +101,7 @@ def test_integrated_gradients_closed_form_for_a_quadratic(rule, factor):
 @pytest.mark.parametrize("score", ["probability", "logit"])
 def test_integrated_gradients_completeness_on_a_relu_network(score):
     """Sum of attributions = F(x) - F(x') up to the quadrature error, which shrinks with steps."""
-    model = TinyCNN().eval()
+    model = tiny_cnn()
     x, targets = torch.randn(2, 3, 12, 12), torch.tensor([[1, 3], [0, 2]])
     read = (lambda z: torch.softmax(z, 1)) if score == "probability" else (lambda z: z)
     with torch.no_grad():
@@ -166,7 +162,7 @@ def test_meaningful_perturbation_recovers_a_planted_region():
 
 
 def test_meaningful_perturbation_batches_and_chunks_change_nothing():
-    model = TinyCNN().eval()
+    model = tiny_cnn()
     x, targets = torch.randn(2, 3, 16, 16), torch.tensor([[1, 3], [0, 2]])
     params = {"iterations": 4, "mask_scale": 4, "jitter": 2}
     together = run(model, "meaningful_perturbation", x, targets, layer="features.3", batch_size=3, **params)

@@ -5,30 +5,24 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from wsl_bench import explain
 from wsl_bench.methods import Explainer
 
+from test_methods import TinyCNN
 
-class TinyCNN(nn.Module):
-    """conv -> ReLU -> conv -> ReLU (features.3) -> GAP -> linear, 3 classes (a multi-label head)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(7)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1, stride=2), nn.ReLU())
-        self.fc = nn.Linear(6, 3)
-        with torch.no_grad():
-            self.fc.bias += torch.tensor([2.0, 1.0, -1.0])  # classes far from exclusive: sigmoid and softmax disagree
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((-2, -1)))
+def multilabel_cnn(outputs_sigmoid: bool = False) -> TinyCNN:
+    """test_methods' TinyCNN with 3 classes whose biases make them far from exclusive (sigmoid and
+    softmax disagree); outputs_sigmoid: the same network with its sigmoid probabilities as outputs."""
+    torch.manual_seed(7)
+    model = SigmoidOutputs(classes=3) if outputs_sigmoid else TinyCNN(classes=3)
+    with torch.no_grad():
+        model.fc.bias += torch.tensor([2.0, 1.0, -1.0])
+    return model.eval()
 
 
 class SigmoidOutputs(TinyCNN):
-    """The same network with sigmoid probabilities as its outputs."""
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(super().forward(x))
 
@@ -48,16 +42,16 @@ def test_probability_rules_read_the_sigmoid_of_a_multilabel_head(method):
     sigmoid(f); and it differs from the default softmax."""
     x, targets = torch.randn(2, 3, 16, 16), torch.tensor([[0, 2], [1, 1]])
     params = {**CASES[method], "score": "probability"}
-    sigmoid = explain(TinyCNN().eval(), x, targets, methods=[method], target_layer="features.3", params={method: params}, probabilities=torch.sigmoid)[method]
+    sigmoid = explain(multilabel_cnn(), x, targets, methods=[method], target_layer="features.3", params={method: params}, probabilities=torch.sigmoid)[method]
     as_logits = {**CASES[method], "score": "logit"}
-    reference = explain(SigmoidOutputs().eval(), x, targets, methods=[method], target_layer="features.3", params={method: as_logits})[method]
+    reference = explain(multilabel_cnn(outputs_sigmoid=True), x, targets, methods=[method], target_layer="features.3", params={method: as_logits})[method]
     torch.testing.assert_close(sigmoid, reference, rtol=1e-4, atol=1e-6)
-    softmax = explain(TinyCNN().eval(), x, targets, methods=[method], target_layer="features.3", params={method: params})[method]
+    softmax = explain(multilabel_cnn(), x, targets, methods=[method], target_layer="features.3", params={method: params})[method]
     assert not torch.allclose(sigmoid, softmax, rtol=1e-3, atol=1e-5)
 
 
 def test_occlusion_drop_is_the_drop_of_the_sigmoid_by_hand():
-    model = TinyCNN().eval()
+    model = multilabel_cnn()
     x = torch.randn(1, 3, 16, 16)
     explainer = Explainer(model, "features.3", ["occlusion", "scorecam"], {"occlusion": {"patch": 6, "stride": 5}}, probabilities=torch.sigmoid)
     explainer.forward(x)

@@ -15,6 +15,9 @@ from wsl_bench import explain
 from wsl_bench.errors import ConfigError
 from wsl_bench.methods.builtin.scorecam import channel_masks
 
+from test_methods import layer_output
+from test_methods_perturbation import TinyCNN  # features.2 (a conv, signed) -> features.3 (ReLU); a dead channel
+
 
 class ThreeChannels(nn.Module):
     """Target layer: the input's three channels as they are (1 x 2 pixels, so masks need no
@@ -123,31 +126,9 @@ def test_masked_inputs_are_the_input_times_each_upsampled_mask(method, align_cor
     torch.testing.assert_close(model.seen[1], expected)
 
 
-class TinyCNN(nn.Module):
-    """conv -> ReLU -> conv (features.2, signed) -> ReLU (features.3) -> GAP -> linear; channel 0
-    of the second conv is dead (constant)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(4)
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 6, 3, padding=1, stride=2), nn.ReLU())
-        with torch.no_grad():
-            self.features[2].weight[0] = 0
-            self.features[2].bias[0] = -1.0
-        self.fc = nn.Linear(6, 5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x).mean((-2, -1)))
-
-
 def reference(model, layer, x, targets, rule, constant_channels, align_corners, map_grid):
     """One channel at a time, one image at a time, as the authors' loop (and the peers' rule)."""
-    store = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: store.setdefault("a", out.detach().clone()))
-    with torch.no_grad():
-        model(x)
-    handle.remove()
-    acts = store["a"]
+    acts = layer_output(model, layer, x)
     out = []
     for b in range(len(x)):
         weights, kept = [], []

@@ -406,9 +406,9 @@ def explain(
     (maps [B, T, h, w]). target_layer: a module or a dotted module name ("layer4", "features.29").
     Maps come at the method's natural resolution (the target layer's grid for CAMs, the input
     grid for pixel methods), not normalized. probabilities: how the model scores classes
-    (default softmax; torch.sigmoid for a multi-label head), used by methods that read class
-    probabilities. The model's parameters, requires_grad flags and
-    train/eval mode are unchanged afterwards; hooks are removed, also on an exception."""
+    (default softmax; torch.sigmoid for a multi-label head), for the methods that read class
+    probabilities. The model's parameters, requires_grad flags and train/eval mode are
+    unchanged afterwards; hooks are removed, also on an exception."""
     if not target_layer:
         raise ConfigError("explain() needs target_layer= (a module or its dotted name, e.g. 'layer4')")
     single = targets.dim() == 1

@@ -4,20 +4,17 @@ scores at other inputs (noisy copies, points on a path); a Gaussian blur."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import math
+from typing import Callable
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .core import grads_per_target
-
-SCORES = ("probability", "logit")
+from .core import Scoring, grads_per_target
 
 
-def score_reader(score: str, probabilities: Callable[[torch.Tensor], torch.Tensor], method: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def score_reader(score: str, probabilities: Scoring, method: str) -> Scoring:
     """What a method reads off the logits [N, K]: score=probability -> the model's class
     probabilities (Pass.probabilities: softmax over classes, sigmoids for a multi-label head);
     score=logit -> the raw logits."""

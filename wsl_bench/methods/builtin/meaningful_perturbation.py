@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ...errors import ConfigError
-from ..core import Pass, register_method
+from ..core import Pass, Scoring, register_method
 from ..perturbation import gaussian_blur, score_reader, target_scores_of
 
 UPSAMPLING = ("nearest", "bilinear")
@@ -42,9 +42,7 @@ def upsample_mask(masks: torch.Tensor, size: tuple[int, int], upsampling: str, m
     return gaussian_blur(up, mask_blur)
 
 
-def circle_init(
-    p: Pass, blurred: torch.Tensor, read, low_size: tuple[int, int], batch_size: int
-) -> torch.Tensor:
+def circle_init(p: Pass, blurred: torch.Tensor, read: Scoring, low_size: tuple[int, int], batch_size: int) -> torch.Tensor:
     """The authors' initial mask (test_circular_masks + create_blurred_circular_mask): for each
     (image, target), the smallest centered circle whose blurred deletion (image inside replaced
     by the blurred image) brings the target score within 1% of deleting the largest circle,
@@ -120,7 +118,7 @@ def meaningful_perturbation(
     map does not depend on its batch. Returns [B, T, H, W]."""
     if upsampling not in UPSAMPLING:
         raise ConfigError(f"meaningful_perturbation: upsampling must be one of {', '.join(UPSAMPLING)}, got {upsampling!r}")
-    if init != "circle" and not isinstance(init, (int, float)):
+    if init != "circle" and not (isinstance(init, (int, float)) and 0 <= init <= 1):
         raise ConfigError(f"meaningful_perturbation: init must be 'circle' or a number in [0, 1], got {init!r}")
     if iterations < 0 or jitter < 0 or mask_scale < 1:
         raise ConfigError("meaningful_perturbation: iterations and jitter must be >= 0 and mask_scale >= 1")
@@ -145,7 +143,7 @@ def meaningful_perturbation(
         optimizer = torch.optim.Adam([masks], lr=lr, betas=(0.9, 0.999), eps=1e-8)
         generator = torch.Generator().manual_seed(seed)
         for _ in range(iterations):
-            dy, dx = (torch.randint(0, jitter, (2,), generator=generator).tolist() if jitter else (0, 0))
+            dy, dx = torch.randint(0, jitter, (2,), generator=generator).tolist() if jitter else (0, 0)
             shifted = padded[..., dy : dy + size[0], dx : dx + size[1]]
             x0, x_blur = shifted[:batch][image_of[rows]], shifted[batch:][image_of[rows]]
             with torch.enable_grad():

@@ -129,7 +129,9 @@ def scorecam(
     "we represent weight as post-softmax value"). No baseline is subtracted and no softmax is
     taken over channels. X is the normalized network input, as in the authors' code, so a
     masked-out pixel becomes the dataset mean. constant_channels=skip (their code: a channel
-    whose upsampled map is constant is left out, weight 0) or zero_mask (scored on X (.) 0).
+    whose upsampled map is constant is left out, weight 0) or zero_mask (scored on X (.) 0);
+    constancy is tested on the layer grid, where their code tests the upsampled map (the same
+    but for interpolation rounding, which can make a constant channel vary by 1e-7).
     map_grid=input rectifies at the input resolution, as their code does; layer on the layer
     grid. Their code then min-max normalizes the map (and returns None for a constant one); maps
     here stay unnormalized (the metrics normalize; a constant map is scored as degenerate).
