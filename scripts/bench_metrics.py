@@ -16,11 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsl_bench.metrics.energy import energy_in_boxes
-from wsl_bench.metrics.maxboxacc import (
-    BoxAccProtocol, minmax_normalize, sweep_ious, sweep_thresholds, threshold_components, threshold_components_relabel,
-)
-from wsl_bench.metrics.protocol import LocalizationProtocol, PointingProtocol, score_maps
+from wsl_bench.data.sample import ImageEntry, Sample
+from wsl_bench.metrics import METRICS, ImageTruth, MapChunk, MapMetric, map_status
+from wsl_bench.metrics.maxboxacc import minmax_normalize, sweep_ious, sweep_thresholds, threshold_components, threshold_components_relabel
 
 HEIGHT, WIDTH = 375, 500
 
@@ -49,15 +47,19 @@ def main() -> None:
     torch.set_grad_enabled(False)
     maps = cam_like(args.maps)
     box = np.array([[150, 100, 349, 274]])
-    boxes = [box] * args.maps
     thresholds = sweep_thresholds(0.01)
     normalized = [minmax_normalize(m) for m in maps]
     print(f"map-only metrics, {args.maps} CAM-like maps of {WIDTH}x{HEIGHT}, CPU, {torch.get_num_threads()} threads, mean of {args.repeats} runs")
     rows = []
-    t = timed(lambda: score_maps(maps, boxes, LocalizationProtocol(), PointingProtocol()), args.repeats)
-    rows.append(("localization box + IoU + pointing game (batched)", t / args.maps))
-    t = timed(lambda: energy_in_boxes(maps, boxes), args.repeats)
-    rows.append(("energy-based pointing game (batched)", t / args.maps))
+    # every map explains the image's one GT class (0), whose box is `box`: each unit scores them all
+    entry = ImageEntry("bench", path=None, labels=(0,), boxes=box, box_labels=np.array([0]), box_difficult=np.array([False]))  # type: ignore[arg-type]
+    truth = ImageTruth(Sample(entry, None, (HEIGHT, WIDTH)))
+    chunk = MapChunk(maps, map_status(maps), np.zeros(args.maps, dtype=np.int64), np.ones(args.maps, dtype=bool))
+    for name in METRICS.names():
+        if issubclass(METRICS.get(name), MapMetric):
+            unit = METRICS.get(name)()
+            t = timed(lambda: unit.score(chunk, truth), args.repeats)
+            rows.append((f"unit {name} (every map of the chunk)", t / args.maps))
 
     def one_pass() -> None:
         for v in normalized:
@@ -89,10 +91,9 @@ def main() -> None:
         return
     from omegaconf import OmegaConf
 
-    from wsl_bench.metrics.faithfulness import (
-        ConfidenceSettings, InsertionDeletionSettings, OcclusionCache, OcclusionSettings, explanation_confidence,
-        insertion_deletion, occlusion_correlation,
-    )
+    from wsl_bench.metrics.avg_drop import AvgDropSettings, explanation_confidence
+    from wsl_bench.metrics.insertion_deletion import InsertionDeletionSettings, insertion_deletion
+    from wsl_bench.metrics.occlusion_corr import OcclusionCache, OcclusionCorrSettings, occlusion_correlation
     from wsl_bench.models import create_model
 
     loaded = create_model(OmegaConf.create({"name": "efficientnet_lite0", "target_layer": None}))
@@ -109,12 +110,12 @@ def main() -> None:
         return time.perf_counter() - start
 
     print(f"\nmodel-based metrics, {loaded.name} at 224x224 on {device}, per (image, map); the cost is the forwards")
-    t = timed(lambda: explanation_confidence(model, images, index, small, classes, loaded.mean, loaded.std, ConfidenceSettings(), loaded.probabilities), 2)
+    t = timed(lambda: explanation_confidence(model, images, index, small, classes, loaded.mean, loaded.std, AvgDropSettings(), loaded.probabilities), 2)
     print(f"  {'average drop / increase (1 forward)':<58s} {1000 * t:9.2f} ms")
     settings = InsertionDeletionSettings(step=224)
     t = once(lambda: insertion_deletion(model, images, index, small, classes, settings, loaded.probabilities))
     print(f"  {'insertion + deletion, 224 px/step (2 x 225 forwards)':<58s} {1000 * t:9.2f} ms")
-    occ = OcclusionSettings(patch=45, stride=16)
+    occ = OcclusionCorrSettings(patch=45, stride=16)
     cache = OcclusionCache(None, loaded.name, occ)
     holder = {}
     t_occ = once(lambda: holder.update(grids=cache.grids(model, images, [[1]])[0]))

@@ -40,7 +40,7 @@ def test_records_schema_and_content(demo_run):
     assert list(records.columns) == RECORD_COLUMNS
     # 7 images x (1 gt + top-5) targets x 1 method
     assert len(records) == 7 * 6
-    assert set(records["target_source"]) == {"gt", "top1", "top5"}
+    assert set(records["target_source"]) == {"gt", "top1", "top2", "top3", "top4", "top5"}  # each rank labelled
     gt = records[records.target_source == "gt"].set_index("image_id")
     assert gt.loc["chelsea", "target"] == 285 and gt.loc["chelsea", "target_name"] == "Egyptian cat"
     assert list(gt.loc["coffee", "gt_boxes"][0]) == [172, 18, 415, 300]

@@ -92,7 +92,9 @@ def test_center_crop_box_stays_inside_the_crop_when_the_whole_map_is_above_the_c
     # whole image (IoU 0.5).
     from wsl_bench.data.sample import View
     from wsl_bench.metrics.maps import to_original_size, view_mask
-    from wsl_bench.metrics.protocol import LocalizationProtocol, PointingProtocol, score_maps
+    from metric_helpers import score_maps
+    from wsl_bench.metrics.localization import LocalizationSettings as LocalizationProtocol
+    from wsl_bench.metrics.pointing import PointingSettings as PointingProtocol
 
     view = View(50.0, 0.0, 150.0, 100.0)
     full = to_original_size(torch.tensor([[[0.5, 1.0], [0.75, 0.6]]]), (100, 200), view)
@@ -110,7 +112,10 @@ def test_center_crop_energy_counts_no_energy_outside_the_crop():
     # filled-in minimum 0.5 on the 100 x 100 pixels outside: 7500 / (7500 + 5000) = 0.6.
     from wsl_bench.data.sample import View
     from wsl_bench.metrics.maps import to_original_size, view_mask
-    from wsl_bench.metrics.protocol import EnergyProtocol, LocalizationProtocol, PointingProtocol, score_maps
+    from metric_helpers import score_maps
+    from wsl_bench.metrics.energy_pointing import EnergyPointingSettings as EnergyProtocol
+    from wsl_bench.metrics.localization import LocalizationSettings as LocalizationProtocol
+    from wsl_bench.metrics.pointing import PointingSettings as PointingProtocol
 
     view = View(50.0, 0.0, 150.0, 100.0)
     full = to_original_size(torch.tensor([[[0.5, 1.0], [0.5, 1.0]]]), (100, 200), view)

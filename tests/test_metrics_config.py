@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from metric_helpers import score_maps
 from omegaconf import OmegaConf
 
+from wsl_bench.config import settings_from as _protocol
 from wsl_bench.errors import ConfigError
-from wsl_bench.metrics.protocol import (
-    EnergyProtocol, LocalizationProtocol, MetricProtocols, PointingProtocol, boxacc_protocol, score_maps,
-)
-from wsl_bench.pipeline import faithfulness_settings
+from wsl_bench.metrics import create_metrics, metric_from_config
+from wsl_bench.metrics.energy_pointing import EnergyPointingSettings as EnergyProtocol
+from wsl_bench.metrics.localization import LocalizationSettings as LocalizationProtocol
+from wsl_bench.metrics.pointing import PointingSettings as PointingProtocol
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def boxacc_protocol(node):
+    """The maxboxacc unit's settings from its config node, None when disabled."""
+    unit, enabled = metric_from_config("maxboxacc", node)
+    return unit.settings if enabled else None
 
 
 @pytest.mark.parametrize("kwargs, key", [
@@ -32,14 +45,16 @@ def test_boxacc_and_faithfulness_config_nodes():
         boxacc_protocol(OmegaConf.create({"step": 2.0}))
     with pytest.raises(ConfigError, match="maxboxacc.comparison"):
         boxacc_protocol(OmegaConf.create({"comparison": "geq"}))
-    f = faithfulness_settings(OmegaConf.create({"occlusion": {"enabled": True, "patch": 9, "stride": 3, "target": "gt", "cache_dir": None}}))
-    assert f.occlusion.patch == 9 and f.targets["occlusion"] == "gt" and f.cache_dir is None
-    assert f.confidence is not None and f.insertion_deletion is None  # defaults: only the cheap one on
-    with pytest.raises(ConfigError, match="faithfulness.confidence.target"):
-        faithfulness_settings(OmegaConf.create({"confidence": {"target": "top3"}}))
-    with pytest.raises(ConfigError, match="faithfulness.occlusion"):
-        faithfulness_settings(OmegaConf.create({"occlusion": {"enabled": True, "patch_size": 9}}))
-    settings = MetricProtocols(boxacc=proto).to_dict()
+    occlusion, enabled = metric_from_config("occlusion_corr", OmegaConf.create({"enabled": True, "patch": 9, "stride": 3, "target": "gt", "cache_dir": None}))
+    assert occlusion.settings.patch == 9 and occlusion.settings.target == "gt" and occlusion.settings.cache_dir is None and enabled
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        metric = compose(config_name="config").metric
+    assert metric.avg_drop.enabled and not metric.insertion_deletion.enabled and not metric.occlusion_corr.enabled  # defaults: only the cheap one on
+    with pytest.raises(ConfigError, match="metric.avg_drop.target"):
+        metric_from_config("avg_drop", OmegaConf.create({"target": "top3"}))
+    with pytest.raises(ConfigError, match="metric.occlusion_corr"):
+        metric_from_config("occlusion_corr", OmegaConf.create({"enabled": True, "patch_size": 9}))
+    settings = create_metrics({"pointing": {}, "maxboxacc": {"iou_thresholds": [0.5]}}).provenance()
     assert settings["maxboxacc"]["iou_thresholds"] == [0.5] and settings["pointing"]["tolerance"] == 15
 
 
@@ -52,13 +67,11 @@ def test_energy_of_a_non_positive_map_is_scored_not_failed():
     assert out.status == ["non_positive"] and out.energy[0] == pytest.approx(1.0)
     out = score_maps(maps, [box], LocalizationProtocol(), PointingProtocol(), energy=EnergyProtocol(normalize="none"))
     assert out.energy[0] == 0.0  # nothing positive: no energy anywhere
-    with pytest.raises(ConfigError, match="energy.normalize"):
+    with pytest.raises(ConfigError, match="energy_pointing.normalize"):
         EnergyProtocol(normalize="softmax")
 
 
 def test_unknown_metric_keys_are_config_errors():
-    from wsl_bench.pipeline import _protocol
-
     with pytest.raises(ConfigError, match="pointing: .*tolerence.*valid keys: tolerance"):
         _protocol(PointingProtocol, {"tolerence": 15}, "pointing")
     with pytest.raises(ConfigError, match="maxboxacc: .*valid keys"):

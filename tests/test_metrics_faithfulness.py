@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from wsl_bench.metrics.faithfulness import (
-    ConfidenceSettings, InsertionDeletionSettings, OcclusionCache, OcclusionSettings, average_drop, blur,
-    explanation_confidence, gaussian_kernel, increase_in_confidence, insertion_deletion, map_on_occlusion_grid,
-    occlusion_correlation, spearman, trapezoid_auc,
-)
+from wsl_bench.metrics.avg_drop import AvgDropSettings as ConfidenceSettings
+from wsl_bench.metrics.avg_drop import average_drop, explanation_confidence, increase_in_confidence
+from wsl_bench.metrics.insertion_deletion import InsertionDeletionSettings, blur, gaussian_kernel, insertion_deletion, trapezoid_auc
+from wsl_bench.metrics.occlusion_corr import OcclusionCache, OcclusionCorrSettings as OcclusionSettings
+from wsl_bench.metrics.occlusion_corr import map_on_occlusion_grid, occlusion_correlation, spearman
 
 
 class SignedHalves(nn.Module):

@@ -8,8 +8,10 @@ import torch
 
 from wsl_bench.data.sample import ImageEntry
 from wsl_bench.metrics import largest_component_box, largest_component_boxes, pointing_hit
-from wsl_bench.metrics.energy import energy_in_boxes
-from wsl_bench.metrics.protocol import LocalizationProtocol, PointingProtocol, pointing_region, score_maps
+from wsl_bench.metrics.energy_pointing import energy_in_boxes
+from metric_helpers import score_maps
+from wsl_bench.metrics.localization import LocalizationSettings as LocalizationProtocol
+from wsl_bench.metrics.pointing import PointingSettings as PointingProtocol, pointing_region
 
 
 def two_blobs() -> np.ndarray:

@@ -17,8 +17,7 @@ from omegaconf import OmegaConf
 
 from wsl_bench.methods import register_method
 from wsl_bench.pipeline import run
-from wsl_bench.records import RECORD_COLUMNS
-from wsl_bench.records.writer import RECORD_SCHEMA
+from wsl_bench.records import RECORD_COLUMNS, RECORD_SCHEMA
 from wsl_bench.report import summary_columns
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -35,9 +34,9 @@ def config(tmp_path: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[
             "dataset.limit=2", "device=cpu", "progress=false", "report.bootstrap=200",
-            "faithfulness.insertion_deletion.enabled=true", "faithfulness.insertion_deletion.step=0.25",
-            "faithfulness.occlusion.enabled=true", "faithfulness.occlusion.patch=112", "faithfulness.occlusion.stride=56",
-            f"faithfulness.occlusion.cache_dir={tmp_path / 'cache'}", *overrides,
+            "metric.insertion_deletion.enabled=true", "metric.insertion_deletion.step=0.25",
+            "metric.occlusion_corr.enabled=true", "metric.occlusion_corr.patch=112", "metric.occlusion_corr.stride=56",
+            f"metric.occlusion_corr.cache_dir={tmp_path / 'cache'}", *overrides,
         ])
     OmegaConf.set_struct(cfg, False)
     cfg.method.test_scaled_gradcam = {"name": "test_scaled_gradcam", "params": {"factor": 3.0}}
@@ -93,15 +92,15 @@ def test_summary_files_and_settings(first_run):
     assert best == pytest.approx(summary.loc[summary["method"] == "gradcam", "maxboxacc"].iloc[0])
     settings = json.loads((out / "provenance.json").read_text())["metric_settings"]
     assert settings["pointing"]["tolerance"] == 15 and settings["maxboxacc"]["step"] == 0.01
-    assert settings["faithfulness"]["occlusion"] == {"patch": 112, "stride": 56, "fill": 0.0, "chunk_size": 64}
-    assert settings["occlusion_maps_computed"] == 2  # one per image: both methods share it
+    assert {k: settings["occlusion_corr"][k] for k in ("patch", "stride", "fill", "chunk_size")} == {"patch": 112, "stride": 56, "fill": 0.0, "chunk_size": 64}
+    assert settings["occlusion_corr"]["maps_computed"] == 2  # one per image: both methods share it
 
 
 def test_occlusion_maps_come_from_the_cache_on_a_second_run(first_run, tmp_path):
     tmp, result = first_run
-    again = run(config(tmp, "faithfulness.insertion_deletion.enabled=false"), tmp_path / "run2")
+    again = run(config(tmp, "metric.insertion_deletion.enabled=false"), tmp_path / "run2")
     settings = json.loads((again.out_dir / "provenance.json").read_text())["metric_settings"]
-    assert settings["occlusion_maps_computed"] == 0
+    assert settings["occlusion_corr"]["maps_computed"] == 0
     key = ["image_id", "method", "target_source", "pred_rank", "target"]
     a = result.records.sort_values(key)["occlusion_corr"].to_numpy()
     b = again.records.sort_values(key)["occlusion_corr"].to_numpy()

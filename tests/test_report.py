@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wsl_bench.config import ReportSettings
+from wsl_bench.metrics import RunInfo, default_metrics
+from wsl_bench.metrics.avg_drop import win_rate
 from wsl_bench.records import RECORD_COLUMNS
-from wsl_bench.report import SummarySettings, compare, format_summary, summarize, win_rate
+from wsl_bench.report import compare, format_summary, summarize
 from wsl_bench.report.stats import resample_weights
-from wsl_bench.report.summary import metric_defs
 
 K = np.arange(100)
 
@@ -44,7 +46,7 @@ def hand_records(method: str = "gradcam") -> pd.DataFrame:
 
 
 def test_hand_computed_summary():
-    s = summarize(hand_records(), settings=SummarySettings(topk=5, n_bootstrap=200)).iloc[0]
+    s = summarize(hand_records(), settings=ReportSettings(bootstrap=200)).iloc[0]
     assert (s.n_images, s.n_skipped, s.n_degenerate_maps) == (2, 1, 1)
     assert s.top1_loc_err == 50 and s.top5_loc_err == 0 and s.top1_cls_err == 50 and s.top5_cls_err == 0
     assert s.gtk_loc_err == pytest.approx(100 - 100 / 3)
@@ -61,7 +63,7 @@ def test_hand_computed_summary():
 
 
 def test_topk_below_five_leaves_top5_metrics_out():
-    s = summarize(hand_records(), settings=SummarySettings(topk=1, n_bootstrap=10)).iloc[0]
+    s = summarize(hand_records(), default_metrics(RunInfo(topk=1)), ReportSettings(bootstrap=10)).iloc[0]
     assert np.isnan(s.top5_loc_err) and np.isnan(s.top5_cls_err) and s.top1_loc_err == 50
 
 
@@ -83,10 +85,9 @@ def pointing_by_definition(records: pd.DataFrame) -> float:
 def test_bootstrap_recomputes_the_metric_exactly_on_resampled_images():
     records = many_images()
     images = pd.Index(pd.unique(records["image_id"]))
-    settings = SummarySettings()
-    defs = {d.name: d for d in metric_defs(settings)}
-    pointing = defs["pointing_acc"].build(records, images, settings)
-    boxacc = defs["maxboxacc"].build(records, images, settings)
+    defs = {s.name: s for s, _ in default_metrics().statistics()}
+    pointing = defs["pointing_acc"].build(records, images)
+    boxacc = defs["maxboxacc"].build(records, images)
     weights = next(resample_weights(len(images), 5, seed=3))
     for w, p_vec, b_vec in zip(weights, pointing.values(weights), boxacc.values(weights)):
         # build the resampled dataset literally: each image repeated by its multiplicity
@@ -98,10 +99,10 @@ def test_bootstrap_recomputes_the_metric_exactly_on_resampled_images():
 
 
 def test_bootstrap_is_seeded_and_narrows_with_more_images():
-    a = summarize(many_images(40), settings=SummarySettings(seed=1)).iloc[0]
-    b = summarize(many_images(40), settings=SummarySettings(seed=1)).iloc[0]
+    a = summarize(many_images(40), settings=ReportSettings(seed=1)).iloc[0]
+    b = summarize(many_images(40), settings=ReportSettings(seed=1)).iloc[0]
     assert (a.pointing_acc_lo, a.pointing_acc_hi) == (b.pointing_acc_lo, b.pointing_acc_hi)
-    big = summarize(many_images(400), settings=SummarySettings(seed=1)).iloc[0]
+    big = summarize(many_images(400), settings=ReportSettings(seed=1)).iloc[0]
     assert big.pointing_acc_hi - big.pointing_acc_lo < a.pointing_acc_hi - a.pointing_acc_lo
 
 
@@ -138,9 +139,9 @@ def test_win_rate_hand_computed():
 
 def test_summary_shows_intervals_and_comparisons_with_several_methods():
     records = two_methods()
-    summary = summarize(records, settings=SummarySettings(n_bootstrap=100))
+    summary = summarize(records, settings=ReportSettings(bootstrap=100))
     text = format_summary(summary)
     assert "pointing_acc" in text and "[" in text and "Paired comparison" in text
     assert "| mycam | gradcam | pointing_acc |" in text
-    one = format_summary(summarize(many_images(10), settings=SummarySettings(n_bootstrap=50)))
+    one = format_summary(summarize(many_images(10), settings=ReportSettings(bootstrap=50)))
     assert "Paired comparison" not in one and "energy_pointing" not in one  # metrics nobody has are left out

@@ -1,39 +1,131 @@
-"""Command line: `python -m wsl_bench [hydra overrides]` (also installed as `wsl-bench`)."""
+"""Command line: `python -m wsl_bench [hydra overrides]` (also installed as `wsl-bench`).
+
+Before Hydra runs the job, the overrides are composed once here so that every configuration
+problem Hydra would report as a multi-line exception (an unknown key, an unknown group option, a
+renamed key, a run directory that cannot be made) is one `error:` line naming the fix."""
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from .errors import UserError
+from .config import CONFIG_DIR
+from .errors import ConfigError, UserError
 
-# The config tree lives at the repository top (conf/), beside the package.
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("wsl_bench")
+
+# Keys that moved when metrics became units (metric.<name>.*), old prefix -> new.
+MOVED_KEYS = {
+    "localization": "metric.localization",
+    "pointing": "metric.pointing",
+    "energy": "metric.energy_pointing",
+    "maxboxacc": "metric.maxboxacc",
+    "faithfulness.confidence": "metric.avg_drop",
+    "faithfulness.insertion_deletion": "metric.insertion_deletion",
+    "faithfulness.occlusion": "metric.occlusion_corr",
+}
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    from .pipeline import run  # heavy imports after argument parsing, so --help is fast
+    from .pipeline import run
     from .report.terminal import format_for_terminal
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = run(cfg, out_dir)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        _fail(str(exc))
     print(format_for_terminal(result.summary))
+    if cfg.get("paper_table"):  # a paper preset: the paper's table beside ours (written by the report stage)
+        print("\n" + (out_dir / "table.md").read_text().rstrip())
     print(f"\n{len(result.records)} records, {result.wall_time_s:.1f} s; outputs in {out_dir}")
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def moved_key_error(overrides: list[str]) -> str | None:
+    """The fix for an override of a key that moved (e.g. localization.threshold=0.2), or None."""
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        for old, new in MOVED_KEYS.items():
+            if key == old or key.startswith(old + "."):
+                return f"{key} is now {new + key[len(old):]} (metric settings live under metric.<name>); use {new + key[len(old):]}={value}"
+    return None
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Compose the configuration as Hydra will and raise a one-line ConfigError for what it rejects."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
+
+    moved = moved_key_error(overrides)
+    if moved:
+        raise ConfigError(moved)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        try:
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        except MissingConfigException as exc:
+            raise ConfigError(_missing_option(str(exc))) from None
+        except HydraException as exc:
+            raise ConfigError(_override_error(str(exc), overrides, compose)) from None
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    if run_dir:
+        check_run_dir(Path(str(run_dir)))
+
+
+def _missing_option(message: str) -> str:
+    found = re.search(r"Could not find '([^']+)/([^']+)'", message)
+    options = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)*)", message)
+    if found and options:
+        available = ", ".join(line.strip() for line in options.group(1).splitlines() if line.strip())
+        return f"{found.group(1)}={found.group(2)} is unknown; available: {available}"
+    return message.splitlines()[0]
+
+
+def _override_error(message: str, overrides: list[str], compose) -> str:
+    found = re.match(r"Could not override '([^']+)'", message)
+    if not found:
+        return message.splitlines()[0]
+    key = found.group(1)
+    parent, _, leaf = key.rpartition(".")
+    try:
+        node = OmegaConf.select(compose("config", overrides=[o for o in overrides if not o.startswith(key + "=")]), parent) if parent else None
+    except Exception:  # noqa: BLE001 - the message below stays useful without the key list
+        node = None
+    valid = f"; valid keys of {parent}: {', '.join(str(k) for k in node)}" if isinstance(node, DictConfig) else ""
+    return f"{key}: {parent or 'the configuration'} has no setting {leaf!r}{valid}"
+
+
+def check_run_dir(path: Path) -> None:
+    """The run directory must exist or be creatable, else a one-line error naming hydra.run.dir."""
+    existing = path.resolve()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        why = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise ConfigError(f"cannot create the run directory {path}: {existing} {why}; set hydra.run.dir=/a/writable/folder")
 
 
 def main() -> None:
     if not CONFIG_DIR.is_dir():
-        print(f"error: config directory {CONFIG_DIR} not found; install wsl_bench from its repository with pip install -e .", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"config directory {CONFIG_DIR} not found; install wsl_bench from its repository with pip install -e .")
+    args = sys.argv[1:]
+    if not any(a.startswith("-") for a in args):  # flags (--multirun, --cfg, --help): Hydra's own handling
+        try:
+            check_overrides(args)
+        except UserError as exc:
+            _fail(str(exc))
+    elif moved := moved_key_error([a for a in args if not a.startswith("-")]):
+        _fail(moved)
     _main()

@@ -11,21 +11,17 @@ Guided backpropagation needs a modified backward (the ReLU rule), so the guided 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..models.base import resolve_layer
-from ..registry import Registry
+from ..models.base import layer_candidates, resolve_layer
+from ..registry import Registry, user_target
 
 
 Scoring = Callable[[torch.Tensor], torch.Tensor]
@@ -110,38 +106,21 @@ METHODS: Registry[MethodSpec] = Registry("method", "wsl_bench.methods.builtin")
 
 
 def register_method(
-    name: str, *, layer_grads: bool = False, input_grads: bool = False, guided_input_grads: bool = False
+    name: str, *, layer_grads: bool = False, input_grads: bool = False, guided_input_grads: bool = False, replace: bool = False
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn(p: Pass, **params) -> Tensor[B, T, h, w]` as method `name`.
 
     Usable from the user's own module: decorate, import the module (or name it in the method
-    yaml's `module:`), and the method is available to `explain()` and the CLI."""
+    yaml's `module:`), and the method is available to `explain()` and the CLI. A name already
+    taken (a built-in such as `gradcam`) is a ConfigError unless replace=True replaces it deliberately."""
 
     def wrap(fn: MethodFn) -> MethodFn:
         spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads)
-        METHODS.register(name, spec)
+        METHODS.register(name, spec, replace=replace)
         fn.method_spec = spec  # type: ignore[attr-defined]  # lets a yaml `_target_` reuse the flags
         return fn
 
     return wrap
-
-
-def import_user_module(module: str) -> None:
-    """Import a module named in a method yaml: a dotted module name on sys.path, or a .py file."""
-    if module.endswith(".py"):
-        path = Path(module).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"method module file {path} not found; fix the method yaml's module:")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert spec is not None and spec.loader is not None
-        loaded = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = loaded
-        spec.loader.exec_module(loaded)
-        return
-    try:
-        importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"method module {module!r} cannot be imported ({exc}); put it on PYTHONPATH or give a .py path") from None
 
 
 def method_from_config(key: str, node: Mapping[str, Any]) -> str:
@@ -152,17 +131,10 @@ def method_from_config(key: str, node: Mapping[str, Any]) -> str:
     from its `@register_method` flags or from the yaml's `layer_grads` / `input_grads` /
     `guided_input_grads` booleans."""
     name = str(node.get("name", key))
-    if node.get("module"):
-        import_user_module(str(node["module"]))
-    target = node.get("_target_")
-    if target:
-        module_name, _, attr = str(target).rpartition(".")
-        if not module_name:
-            raise ConfigError(f"method {name}: _target_ {target!r} must be 'module.function'")
-        import_user_module(module_name)
-        fn = getattr(sys.modules[module_name], attr, None)
+    fn = user_target(node, "method", name)
+    if fn is not None:
         if not callable(fn):
-            raise ConfigError(f"method {name}: {target!r} is not a function")
+            raise ConfigError(f"method {name}: {node['_target_']!r} is not a function")
         flags = getattr(fn, "method_spec", None)
         METHODS.register(
             name,
@@ -387,7 +359,15 @@ class Explainer:
         out = {}
         with frozen_for_explanation(self.model):
             for spec in self.specs:
-                out[spec.name] = spec.fn(p, **self.params[spec.name]).detach()
+                try:
+                    out[spec.name] = spec.fn(p, **self.params[spec.name]).detach()
+                except (RuntimeError, ValueError, IndexError) as exc:
+                    if activations.dim() == 4:
+                        raise
+                    raise ConfigError(  # a CAM method met a layer without feature maps
+                        f"method {spec.name}: target layer {type(self.layer).__name__} outputs {list(activations.shape)}, not feature "
+                        f"maps [B, C, h, w]; set model.target_layer= to a convolutional layer, e.g. one of: {', '.join(layer_candidates(self.model))}"
+                    ) from exc
         return out
 
 

@@ -4,15 +4,28 @@ correct when its IoU with a ground-truth box of the class is at least 0.5 (ILSVR
 
 Boxes are inclusive pixel corners (x0, y0, x1, y1): a box covers (x1 - x0 + 1) x (y1 - y0 + 1)
 pixels, the ILSVRC / VOC devkit convention. No box is encoded as (-1, -1, -1, -1).
+
+Unit `localization`: the box of every map, its best IoU with the target class's boxes, and
+top-1 / top-5 / GT-known localization error (Grad-CAM Table 1): an image is correctly localized
+at top-k when one of its top-k predictions is a ground-truth class whose map's box has IoU >= 0.5
+with a box of that class; GT-known error scores every (image, GT class) map.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 from scipy import ndimage
 
-from .maps import OK, binarize, map_status
+from ..config import setting
+from .aggregate import MetricData, gt_rows, mean_over_rows, per_image_any
+from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
+from .maps import NON_POSITIVE, OK, binarize, map_status
 
 NO_BOX = np.array([-1, -1, -1, -1], dtype=np.int64)
 
@@ -93,3 +106,67 @@ def box_iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def box_iou(a: tuple | np.ndarray, b: tuple | np.ndarray) -> float:
     """IoU of two inclusive-pixel boxes (x0, y0, x1, y1): a box (0, 0, 9, 9) has area 100."""
     return float(box_iou_matrix(np.asarray(a), np.asarray(b))[0, 0])
+
+
+@dataclass(frozen=True)
+class LocalizationSettings(MetricSettings):
+    """Grad-CAM paper defaults: cut at 15% of the max (`normalize=minmax`: of min + (max - min)),
+    value >= cut (`gt`: >), 8-connected segments, correct at IoU >= 0.5."""
+
+    threshold: float = setting(0.15, ge=0, le=1)
+    comparison: Literal["ge", "gt"] = "ge"
+    normalize: Literal["max", "minmax"] = "max"
+    connectivity: Literal[4, 8] = 8
+    iou: float = setting(0.5, gt=0, le=1)
+
+
+def predicted_rows(rows: pd.DataFrame, rank: int) -> pd.DataFrame:
+    """Rows of maps explaining one of the top-`rank` predictions."""
+    return rows[(rows["pred_rank"] >= 1) & (rows["pred_rank"] <= rank)]
+
+
+@register_metric("localization")
+class Localization(MapMetric):
+    Settings = LocalizationSettings
+    columns = (
+        ("pred_box", pa.list_(pa.int64())),  # [x0, y0, x1, y1] of the largest segment, or null
+        ("iou", pa.float64()),  # best IoU with the target class's boxes; null when the class has none
+        ("loc_correct", pa.bool_()),  # iou >= the IoU threshold
+    )
+
+    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        s: LocalizationSettings = self.settings
+        scorable = [st == OK or (st == NON_POSITIVE and s.normalize == "minmax") for st in chunk.status]
+        masks = binarize(torch.nan_to_num(chunk.maps), s.threshold, s.comparison, s.normalize)
+        masks[torch.tensor(scorable, device=masks.device).logical_not()] = False
+        if truth.valid is not None:  # outside a crop the map has no value (to_original_size fills its minimum)
+            masks &= truth.valid.to(masks.device)
+        boxes = largest_component_boxes(masks, s.connectivity)
+        iou = [box_iou_matrix(box, gt).max() if len(gt := truth.boxes_of(int(c))) else np.nan for box, c in zip(boxes, chunk.classes)]
+        return {
+            "pred_box": [None if box[0] < 0 else box.tolist() for box in boxes],
+            "iou": [None if np.isnan(v) else float(v) for v in iou],
+            "loc_correct": [bool(np.nan_to_num(v, nan=0.0) >= s.iou) for v in iou],
+        }
+
+    def statistics(self) -> list[Statistic]:
+        return [
+            Statistic("top1_loc_err", self._topk_error(1), lower_is_better=True),
+            Statistic("top5_loc_err", self._topk_error(5), lower_is_better=True),
+            Statistic("gtk_loc_err", self._gt_known_error, lower_is_better=True),
+        ]
+
+    def _topk_error(self, rank: int):
+        def build(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+            if self.run.topk < rank:  # the run made fewer predicted maps
+                return None
+            pred = predicted_rows(rows, rank)
+            per = per_image_any(pred, pred["class_in_gt"].astype(bool) & pred["loc_correct"].astype(bool))
+            return mean_over_rows(per, per["flag"], images, -100.0, 100.0)
+
+        return build
+
+    @staticmethod
+    def _gt_known_error(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+        gt = gt_rows(rows)
+        return mean_over_rows(gt, gt["loc_correct"].astype(float), images, -100.0, 100.0)

@@ -3,28 +3,47 @@ normalization and binarization, batched on the maps' device."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..data.sample import View
 
-# Status codes of a map; anything but OK is scored as a failure (no box, a miss).
+# Status codes of a map. Each metric decides what it can score: a map without a peak (NO_PEAK)
+# fails every metric; a non-positive one fails only thresholds taken as a fraction of the max.
 OK, NONFINITE, ALL_ZERO, CONSTANT, NON_POSITIVE = "ok", "nonfinite", "all_zero", "constant", "non_positive"
+NO_PEAK = (NONFINITE, ALL_ZERO, CONSTANT)
 
 
-def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View | None = None) -> torch.Tensor:
-    """Bilinearly upsample maps [N, h, w] onto the original image [N, H0, W0].
+# How maps are resized onto the evaluation grid (transform.upsample): torch's bilinear / bicubic
+# (a = -0.75) with half-pixel centres and clamped borders. Bicubic is computed in float64 and
+# rounded to float32: cv2.resize(INTER_CUBIC) on float64, what wsolevaluation runs, to float32
+# rounding, and a constant map stays constant (its float32 weights would not sum to one exactly).
+UPSAMPLE_MODES = ("bilinear", "bicubic")
+
+
+def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View | None = None, mode: str = "bilinear") -> torch.Tensor:
+    """Upsample maps [N, h, w] onto the original image [N, H0, W0], bilinearly or bicubically
+    (`mode`, one of UPSAMPLE_MODES).
 
     With a view covering only part of the image (center crop), the map fills that rectangle and
     the rest of the image gets the map's minimum: it never holds the peak of a non-constant map
     and leaves the min-max normalization unchanged, but it can reach a cut (e.g. 15% of the max
     when the whole map lies above it), so the metrics take boxes within `view_mask` only."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample mode must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
     height, width = orig_size
     maps = maps.float()
+
+    def resized(size: tuple[int, int]) -> torch.Tensor:
+        if mode == "bicubic":
+            return F.interpolate(maps.double()[:, None], size=size, mode=mode, align_corners=False)[:, 0].float()
+        return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=False)[:, 0]
+
     if view is None or view.is_full(height, width):
-        return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+        return resized((height, width))
     x0, y0, x1, y1 = _view_rect(orig_size, view)
-    inner = F.interpolate(maps[:, None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[:, 0]
+    inner = resized((y1 - y0, x1 - x0))
     floor = inner.flatten(1).amin(dim=1)
     out = floor[:, None, None].expand(-1, height, width).clone()
     out[:, y0:y1, x0:x1] = inner
@@ -48,27 +67,57 @@ def view_mask(orig_size: tuple[int, int], view: View | None = None) -> torch.Ten
     return mask
 
 
-def map_status(maps: torch.Tensor, normalize: str = "max") -> list[str]:
-    """Per map [N, H, W]: OK, or why it cannot be scored (non-finite values, all zero,
-    constant, or - with max normalization - no positive value to take 15% of)."""
+def _extremes(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per map [N, ...]: (all values finite [N], the maps with non-finite values zeroed,
+    max and min of those finite-ized maps [N])."""
     flat = maps.flatten(1)
     finite_values = torch.isfinite(flat)
-    finite = finite_values.all(dim=1)
     safe = torch.where(finite_values, flat, torch.zeros((), dtype=flat.dtype, device=flat.device))
-    mx, mn = safe.amax(dim=1), safe.amin(dim=1)
-    status = []
-    for is_finite, hi, lo in zip(finite.tolist(), mx.tolist(), mn.tolist()):
-        if not is_finite:
-            status.append(NONFINITE)
-        elif hi == 0 and lo == 0:
-            status.append(ALL_ZERO)
-        elif hi == lo:
-            status.append(CONSTANT)
-        elif normalize == "max" and hi <= 0:
-            status.append(NON_POSITIVE)
-        else:
-            status.append(OK)
-    return status
+    return finite_values.all(dim=1), safe.view_as(maps), safe.amax(dim=1), safe.amin(dim=1)
+
+
+def map_status(maps: torch.Tensor, normalize: str = "max") -> list[str]:
+    """Per map [N, H, W]: OK, or why it cannot be scored (non-finite values, all zero,
+    constant, or - with max normalization - no positive value to take a fraction of)."""
+    if len(maps) == 0:
+        return []
+    finite, _, hi, lo = _extremes(maps)
+    finite, hi, lo = finite.cpu().numpy(), hi.cpu().numpy(), lo.cpu().numpy()
+    codes = np.select(
+        [~finite, (hi == 0) & (lo == 0), hi == lo, (hi <= 0) & (normalize == "max")],
+        [NONFINITE, ALL_ZERO, CONSTANT, NON_POSITIVE], OK,
+    )
+    return codes.tolist()
+
+
+def finite_maps(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(maps with non-finite values zeroed, [N] bool: the map is usable: finite, not constant)."""
+    finite, safe, hi, lo = _extremes(maps)
+    return safe, finite & (hi > lo)
+
+
+def scale_unit(maps: torch.Tensor, normalize: str = "minmax") -> torch.Tensor:
+    """Maps [N, H, W] scaled to [0, 1]: (L - min) / (max - min) or max(L, 0) / max. A map that
+    cannot be scaled (non-finite, constant, no positive value) becomes all zero."""
+    safe, ok = finite_maps(maps.float())
+    flat = safe.flatten(1)
+    hi = flat.amax(dim=1, keepdim=True)
+    if normalize == "minmax":
+        lo = flat.amin(dim=1, keepdim=True)
+        out = (flat - lo) / (hi - lo).clamp_min(1e-30)
+    elif normalize == "max":
+        ok &= hi[:, 0] > 0
+        out = flat.clamp_min(0) / hi.clamp_min(1e-30)
+    else:
+        raise ValueError(f"normalize must be 'minmax' or 'max', got {normalize!r}")
+    return torch.where(ok[:, None], out, torch.zeros_like(out)).view_as(maps)
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of maps [N, h, w] to the network input grid [N, H, W]."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps.float()
+    return F.interpolate(maps.float()[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def binarize(

@@ -1,14 +1,28 @@
 """Pointing game: Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016,
 as TorchRay re-runs it (Fong et al. 2019). The point is the map's maximum at original image
 size; it is a hit when a ground-truth pixel of the class lies strictly closer than `tolerance`
-pixels (Euclidean). Accuracy is the mean over classes of hits / (hits + misses)."""
+pixels (Euclidean). Accuracy is the mean over classes of hits / (hits + misses).
+
+Unit `pointing`: every map of a class present in the image is scored; the summary takes the maps
+of ground-truth targets, over all of them (`pointing_acc`) and over the "difficult" subset
+(`pointing_acc_difficult`, Zhang et al. Sec. 5.1: see wsl_bench.data.difficult)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 
-from .maps import OK, argmax_points, map_status
+from ..config import setting
+from ..data.sample import ImageEntry
+from ..errors import ConfigError
+from .aggregate import MetricData, gt_rows, mean_over_classes
+from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
+from .maps import NO_PEAK, OK, argmax_points, map_status
 
 
 def distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -49,3 +63,90 @@ def pointing_hit(
         return False
     point = argmax_points(maps)[0].tolist()
     return distance_to_mask(point, mask, tolerance) < tolerance
+
+
+@dataclass(frozen=True)
+class PointingSettings(MetricSettings):
+    """Hit when a GT pixel of the class lies strictly closer than `tolerance` px to the map's
+    maximum (first in raster order on ties). With box annotations (VOC), a class whose boxes are
+    all "difficult" is skipped (`skip_all_difficult`); mask annotations (COCO) are used when
+    present. `class_average`: `present` averages the accuracies of the classes scored (in the
+    images, or the bootstrap resample); `all` averages over every class of the dataset, a class
+    never scored counting as 0 (TorchRay's PointingGame.accuracy)."""
+
+    tolerance: float = setting(15.0, gt=0)
+    skip_all_difficult: bool = True
+    class_average: Literal["present", "all"] = "present"
+
+
+def pointing_region(entry: ImageEntry, target: int, settings: PointingSettings, masks: dict[int, np.ndarray] | None) -> tuple[str, np.ndarray] | None:
+    """The ground-truth region the pointing game checks for class `target`: ("mask", [H, W]) with
+    mask annotations, ("boxes", [M, 4]) the union of its boxes otherwise; None when the class is
+    not scored (not in the image, no region, or - with boxes - all its boxes difficult)."""
+    if target not in entry.labels:
+        return None
+    if masks is not None:
+        mask = masks.get(target)
+        return ("mask", mask) if mask is not None and mask.any() else None
+    of_class = entry.box_labels == target
+    if not of_class.any():
+        return None
+    if settings.skip_all_difficult and len(entry.box_difficult) == len(entry.box_labels) and entry.box_difficult[of_class].all():
+        return None
+    return "boxes", entry.boxes[of_class]
+
+
+@register_metric("pointing")
+class Pointing(MapMetric):
+    Settings = PointingSettings
+    columns = (
+        ("point_x", pa.int64()),  # the map's maximum, original image pixels
+        ("point_y", pa.int64()),
+        ("point_hit", pa.bool_()),  # null when the class is not scored (not in the image, all boxes difficult, no region)
+        ("pointing_difficult", pa.bool_()),  # the (image, class) belongs to the "difficult" subset
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.settings.class_average == "all" and self.run.num_classes < 1:
+            raise ConfigError("metric.pointing.class_average=all needs the dataset's class count; use class_average=present")
+
+    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        s: PointingSettings = self.settings
+        points = argmax_points(torch.nan_to_num(chunk.maps)).cpu().numpy()
+        hits: list[bool | None] = []
+        for point, cls, status in zip(points, chunk.classes, chunk.status):
+            region = pointing_region(truth.entry, int(cls), s, truth.masks if int(cls) in truth.entry.labels else None)
+            if region is None:
+                hits.append(None)
+            elif status in NO_PEAK:  # no meaningful peak: a miss
+                hits.append(False)
+            elif region[0] == "mask":
+                hits.append(bool(distance_to_mask(point, region[1], s.tolerance) < s.tolerance))
+            else:
+                hits.append(bool(distance_to_boxes(point, region[1])[0] < s.tolerance))
+        difficult = set(truth.entry.difficult_classes)
+        return {
+            "point_x": points[:, 0].tolist(),
+            "point_y": points[:, 1].tolist(),
+            "point_hit": hits,
+            "pointing_difficult": [int(c) in difficult for c in chunk.classes],
+        }
+
+    def statistics(self) -> list[Statistic]:
+        return [
+            Statistic("pointing_acc", self._accuracy(difficult_only=False), lower_is_better=False),
+            Statistic("pointing_acc_difficult", self._accuracy(difficult_only=True), lower_is_better=False),
+        ]
+
+    def _accuracy(self, difficult_only: bool):
+        every_class = self.run.num_classes if self.settings.class_average == "all" else None
+
+        def build(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+            gt = gt_rows(rows)
+            gt = gt[gt["point_hit"].notna()]
+            if difficult_only:
+                gt = gt[gt["pointing_difficult"].fillna(False).astype(bool)]
+            return mean_over_classes(gt, gt["point_hit"].astype(float), gt["target"], images, every_class)
+
+        return build

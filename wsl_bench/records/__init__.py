@@ -1,5 +1,21 @@
 """Stage 5, records: one row per (image, target, method), written to parquet shards as the run goes."""
 
-from .writer import RECORD_COLUMNS, RecordWriter, read_records
+from typing import Any
 
-__all__ = ["RECORD_COLUMNS", "RecordWriter", "read_records"]
+from .rows import RowLabels, scored_rows, skipped_rows
+from .schema import CORE_COLUMNS, TRAILING_COLUMNS, default_schema, record_schema
+from .writer import RecordWriter, read_records
+
+__all__ = [
+    "CORE_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "RecordWriter", "RowLabels", "TRAILING_COLUMNS", "default_schema",
+    "read_records", "record_schema", "scored_rows", "skipped_rows",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The default run's schema, built on first use (it asks the metric registry for columns).
+    if name == "RECORD_SCHEMA":
+        return default_schema()
+    if name == "RECORD_COLUMNS":
+        return default_schema().names
+    raise AttributeError(name)

@@ -1,11 +1,18 @@
-"""Stage 6, report: summary tables computed from the records."""
+"""Stage 6, report: summary tables computed from the records with each metric unit's statistics."""
+
+from typing import Any
 
 from .summary import (
-    SUMMARY_COLUMNS, SummarySettings, boxacc_curves, compare, compare_all, format_comparisons, format_summary,
-    summarize, summary_columns, win_rate,
+    COMPARISON_COLUMNS, COUNT_COLUMNS, compare, compare_all, format_comparisons, format_summary, summarize, summary_columns,
 )
 
 __all__ = [
-    "SUMMARY_COLUMNS", "SummarySettings", "boxacc_curves", "compare", "compare_all", "format_comparisons",
-    "format_summary", "summarize", "summary_columns", "win_rate",
+    "COMPARISON_COLUMNS", "COUNT_COLUMNS", "SUMMARY_COLUMNS", "compare", "compare_all", "format_comparisons", "format_summary",
+    "summarize", "summary_columns",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SUMMARY_COLUMNS":  # the default run's summary columns, built on first use
+        return summary_columns()
+    raise AttributeError(name)

@@ -6,14 +6,24 @@ Score-CAM's maps are non-negative; with normalize="minmax" (default) any map is 
 scaled to [0, 1], so signed maps are comparable and a positive scale changes nothing.
 normalize="none" uses the map as is (negative values clamped to 0). Several boxes of the class
 count as their union. A map that cannot be scored (non-finite, constant, no positive value)
-scores 0."""
+scores 0.
+
+Unit `energy_pointing`: the maps of ground-truth targets whose class has boxes; the summary is the
+mean share, in %."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import torch
 
-from .maps import OK, map_status
+from .aggregate import MetricData, gt_rows, mean_over_rows, with_values
+from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
+from .maps import NON_POSITIVE, OK, map_status
 
 
 def union_box_masks(class_boxes: list[np.ndarray], height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -47,3 +57,39 @@ def energy_in_boxes(
     share[(total <= 0).cpu().numpy()] = 0.0
     share[np.array([len(np.asarray(b).reshape(-1, 4)) == 0 for b in class_boxes], dtype=bool)] = np.nan
     return share
+
+
+@dataclass(frozen=True)
+class EnergyPointingSettings(MetricSettings):
+    """normalize: `minmax` scales each map to [0, 1] first; `none` uses it as is (negatives clamped)."""
+
+    normalize: Literal["minmax", "none"] = "minmax"
+
+
+@register_metric("energy_pointing")
+class EnergyPointing(MapMetric):
+    Settings = EnergyPointingSettings
+    columns = (("energy", pa.float64()),)  # share of map energy inside the class's boxes (gt rows)
+
+    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        s: EnergyPointingSettings = self.settings
+        class_boxes = [truth.boxes_of(int(c)) for c in chunk.classes]
+        chosen = [i for i in range(len(chunk)) if chunk.is_gt[i] and len(class_boxes[i])]
+        energies: list[float | None] = [None] * len(chunk)
+        if chosen:
+            # non-positive maps are not degenerate for the energy (with normalize=none their share is 0)
+            own = [OK if chunk.status[i] == NON_POSITIVE else chunk.status[i] for i in chosen]
+            maps = chunk.maps[chosen]
+            if truth.valid is not None and s.normalize == "none":  # no energy outside a crop (minmax: min - min = 0 there)
+                maps = maps * truth.valid.to(maps.device)
+            for i, share in zip(chosen, energy_in_boxes(maps, [class_boxes[i] for i in chosen], s.normalize, own)):
+                energies[i] = float(share)
+        return {"energy": energies}
+
+    def statistics(self) -> list[Statistic]:
+        return [Statistic("energy_pointing", self._mean_share, lower_is_better=False)]
+
+    @staticmethod
+    def _mean_share(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+        picked = with_values(gt_rows(rows), "energy")
+        return mean_over_rows(picked, picked["energy"].astype(float), images, 100.0)
