@@ -175,7 +175,7 @@ def wsl_overrides(args: argparse.Namespace, methods: list[str], arch: str) -> li
     params = {
         "center": ["origin=torchray"],
         "gradient": ["smooth=0.02"], "deconvnet": ["smooth=0.02"], "guided_backprop": ["smooth=0.02"],
-        "rise": [f"n_masks={args.rise_masks}", "score=sigmoid", "input_size=224", "batch_size=32"],
+        "rise": [f"n_masks={args.rise_masks}", "score=probability", "input_size=224", "batch_size=32"],
         "extremal_perturbation": [f"max_iter={args.ep_iterations}", "batch_size=8"],
     }
     for method in names:

@@ -60,11 +60,18 @@ CHEAP = {
     "rise": {"n_masks": 24, "cells": 4, "batch_size": 10},
     "smoothgradcampp": {"samples": 3},
     "scorecam": {"batch_size": 5},
+    "scorecam_channel_softmax": {"batch_size": 5},
     "ablationcam": {"batch_size": 4},
     "extremal_perturbation": {"areas": [0.1, 0.3], "max_iter": 3, "step": 2, "sigma": 2.0, "batch_size": 3},
+    "smoothgrad": {"samples": 3, "batch_size": 4},
+    "integrated_gradients": {"steps": 4, "batch_size": 5},
+    "meaningful_perturbation": {"iterations": 3, "batch_size": 3, "mask_scale": 4},
 }
 BUILTINS = sorted(n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin."))
-PIXEL_METHODS = {"gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center", "deconvnet", "extremal_perturbation"}
+PIXEL_METHODS = {
+    "gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center", "scorecam", "smoothgrad",
+    "integrated_gradients", "meaningful_perturbation", "deconvnet", "extremal_perturbation",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -29,6 +29,14 @@ from ..models.base import layer_candidates, resolve_layer
 from ..registry import Registry, user_target
 
 
+Scoring = Callable[[torch.Tensor], torch.Tensor]
+
+
+def class_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes (the last dim): the scoring of a single-label classifier."""
+    return torch.softmax(logits, dim=-1)
+
+
 @dataclass
 class Pass:
     """What one forward/backward produced, for a batch of B images and T targets per image.
@@ -39,6 +47,9 @@ class Pass:
     input_grads: [B, T, 3, H, W] d logit[target] / d images (None if no method needs it).
     guided_input_grads: [B, T, 3, H, W] the same through guided backpropagation's ReLU rule.
     model / layer: for methods that run their own (perturbation) forwards.
+    probabilities: the model's scoring function, logits [N, K] -> class probabilities [N, K]
+    (softmax over classes, or independent sigmoids for a multi-label head); methods whose rule
+    reads a class probability (Score-CAM, RISE, occlusion, ...) read it through this.
     """
 
     model: nn.Module
@@ -50,7 +61,8 @@ class Pass:
     layer_grads: torch.Tensor | None = None
     input_grads: torch.Tensor | None = None
     guided_input_grads: torch.Tensor | None = None
-    cache: dict[str, Any] = field(default_factory=dict)  # shared derived tensors, per pass
+    probabilities: Scoring = class_softmax
+    cache: dict[Any, Any] = field(default_factory=dict)  # shared derived tensors, per pass
 
     @property
     def target_scores(self) -> torch.Tensor:
@@ -402,10 +414,14 @@ class Explainer:
         target_layer: str | nn.Module,
         methods: Sequence[str],
         params: Mapping[str, Mapping[str, Any]] | None = None,
+        probabilities: Scoring = class_softmax,
     ) -> None:
+        """probabilities: the model's scoring of logits (LoadedModel.probabilities: softmax, or
+        sigmoids for a multi-label head), handed to the methods as Pass.probabilities."""
         if not methods:
             raise ConfigError("no method requested; pass e.g. method=gradcam")
         self.model = model
+        self.probabilities = probabilities
         self.layer = resolve_layer(model, target_layer)
         self.specs = [METHODS.get(name) for name in methods]
         self.params = {name: dict((params or {}).get(name, {})) for name in methods}
@@ -439,7 +455,9 @@ class Explainer:
         images, logits, activations = self._state
         self._state = None  # the graph is used once; free it with the maps
         targets = targets.to(logits.device)
-        p = Pass(self.model, self.layer, images.detach(), logits.detach(), targets, activations.detach())
+        p = Pass(
+            self.model, self.layer, images.detach(), logits.detach(), targets, activations.detach(), probabilities=self.probabilities
+        )
         wanted = []
         if self.needs_layer_grads:
             wanted.append(activations)
@@ -492,6 +510,7 @@ def explain(
     methods: Sequence[str] = ("gradcam",),
     target_layer: str | nn.Module = "",
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    probabilities: Scoring = class_softmax,
 ) -> dict[str, torch.Tensor]:
     """Saliency maps of `model` for `targets`, one tensor per method name.
 
@@ -500,15 +519,17 @@ def explain(
     Maps come at the method's natural resolution (the target layer's grid for CAMs, the input
     grid for pixel methods), not normalized; a method's at-image-size step (e.g. TorchRay's blur
     of gradient saliency, `smooth`) is not applied here: resize the maps to the image, then call
-    `Explainer.at_image_size`, as the pipeline does. The model's parameters, requires_grad flags and
-    train/eval mode are unchanged afterwards; hooks are removed, also on an exception."""
+    `Explainer.at_image_size`, as the pipeline does. probabilities: how the model scores classes
+    (default softmax; torch.sigmoid for a multi-label head), for the methods that read class
+    probabilities. The model's parameters, requires_grad flags and train/eval mode are
+    unchanged afterwards; hooks are removed, also on an exception."""
     if not target_layer:
         raise ConfigError("explain() needs target_layer= (a module or its dotted name, e.g. 'layer4')")
     single = targets.dim() == 1
     targets = targets.view(-1, 1) if single else targets
     if targets.shape[0] != images.shape[0]:
         raise ValueError(f"targets has {targets.shape[0]} rows for {images.shape[0]} images")
-    explainer = Explainer(model, target_layer, methods, params)
+    explainer = Explainer(model, target_layer, methods, params, probabilities)
     explainer.forward(images)
     maps = explainer.maps(targets.long())
     return {name: m[:, 0] if single else m for name, m in maps.items()}
