@@ -95,7 +95,7 @@ def test_every_builtin_has_its_yaml():
 
     conf = Path(__file__).resolve().parent.parent / "conf" / "method"
     builtins = [n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin.")]
-    assert len(builtins) == 22
+    assert len(builtins) == 26  # 18 CAM-family + 4 TorchRay-benchmark + 4 attribution methods
     for name in builtins:
         text = (conf / f"{name}.yaml").read_text()
         assert text.startswith(f"# @package method.{name}\n") and f"name: {name}\n" in text
