@@ -110,7 +110,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
             f"trained on it, e.g. model=torchvision model.name=resnet50 model.checkpoint=/path/to/weights.pth{multilabel} model.num_classes={n}"
         )
     methods, params = method_settings(cfg)
-    Explainer(model.module, model.target_layer, methods, params)  # checks method names and params now
+    Explainer(model.module, model.target_layer, methods, params, model.probabilities)  # checks method names and params now
     targets = sections["targets"]
     metrics = create_metrics(cfg.get("metric"), RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names)))
     if not model.predicts and (targets.topk or metrics.of_kind(ModelMetric)):
@@ -139,7 +139,7 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None) -> RunResu
     """The stages, connected: decoded batches -> maps -> metric columns -> record rows -> summary."""
     start = time.perf_counter() if start is None else start
     model = spec.model.module.to(spec.device)
-    explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params)
+    explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params, spec.model.probabilities)
     loader = DataLoader(
         DecodedImages(spec.dataset.entries, spec.transform), batch_size=spec.loader.batch_size,
         num_workers=spec.loader.num_workers, collate_fn=collate_samples, pin_memory=spec.device.type == "cuda",
@@ -186,7 +186,9 @@ def score_batch(spec: RunSpec, explainer: Explainer, batch: Batch, keeper: MapKe
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         image_classes, image_sources = targets.classes[i, :n].tolist(), targets.sources[i]
         image_maps = {m: v[i, :n] for m, v in maps.items()}
-        columns = spec.metrics.score_image(sample, image_maps, image_classes, image_sources, spec.transform.upsample)
+        columns = spec.metrics.score_image(
+            sample, image_maps, image_classes, image_sources, spec.transform.upsample, explainer.at_image_size  # issue 9 hook
+        )
         for (method, t), values in columns.items():
             values.update(model_columns.get((i, method, t), {}))
         image_rows = scored_rows(sample, spec.methods, image_classes, image_sources, probs[i, :n].tolist(), columns, spec.labels)

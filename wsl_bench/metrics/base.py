@@ -273,12 +273,13 @@ class MetricSuite:
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
-        upsample: str = "bilinear",
+        upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
         (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
         at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
-        `map_status` included."""
+        `map_status` included. at_image_size(maps, methods): the methods' steps at that size
+        (Explainer.at_image_size)."""
         units = self.of_kind(MapMetric)
         truth = ImageTruth(sample)
         out: dict[tuple[str, int], dict[str, Any]] = {}
@@ -287,6 +288,8 @@ class MetricSuite:
             for start in range(0, len(pairs), MAPS_PER_CHUNK):
                 chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
                 full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
+                if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
+                    full = at_image_size(full, [m for m, _ in chunk_pairs])
                 chunk = MapChunk(
                     full, map_status(full), np.array([classes[t] for _, t in chunk_pairs], dtype=np.int64),
                     np.array([sources[t][0] == "gt" for _, t in chunk_pairs]),

@@ -32,6 +32,7 @@ import numpy as np
 from ...errors import DatasetLayoutError
 from ..annotations import AnnotationError, edge_box, flag, integer, join_notes, number, shown
 from ..base import AnnotatedImages, dataset_root, first_n, register_dataset, require
+from ..difficult import read_difficult_flags
 from ..sample import ImageEntry, Rasterized
 
 log = logging.getLogger("wsl_bench")
@@ -337,23 +338,37 @@ def build_coco(cfg: Any) -> AnnotatedImages:
     unmatched = stray + sum(len(v) for k, v in by_image.items() if k not in listed_keys)
     if unmatched and cfg.get("limit") is None:
         log.warning("%s: %d annotation(s) refer to no listed image; ignored", name, unmatched)
+    class_names = [categories[c] for c in cat_ids]
+    flags = read_difficult_flags(cfg.difficult_flags, class_names, cfg.name) if cfg.get("difficult_flags") else None
     entries, rejected = [], []
     for _, record_id, key, info, text in listed:
         if info is None:
             rejected.append((record_id, text))
             continue
         try:
-            entry = coco_entry(record_id, info, by_image.get(key, []), index, name, images_dir, cfg)
+            entry = coco_entry(record_id, info, by_image.get(key, []), index, name, images_dir, cfg, flags)
         except AnnotationError as exc:
             rejected.append((record_id, str(exc)))
             continue
         entry.notes = join_notes(text, entry.notes)
         entries.append(entry)
-    return AnnotatedImages(cfg.name, entries, [categories[c] for c in cat_ids], rejected)
+    return AnnotatedImages(cfg.name, entries, class_names, rejected)
 
 
-def coco_entry(file_name: str, info: dict, anns: list[tuple[int, dict]], index: dict[int, int], name: str, images_dir: Path, cfg: Any) -> ImageEntry:
-    """One image's entry from its annotations; AnnotationError names the first malformed one."""
+def coco_entry(
+    file_name: str, info: dict, anns: list[tuple[int, dict]], index: dict[int, int], name: str, images_dir: Path, cfg: Any,
+    flags: tuple[dict[str, set[int]], dict[str, str]] | None = None,
+) -> ImageEntry:
+    """One image's entry from its annotations; AnnotationError names the first malformed one.
+    `flags`: read_difficult_flags' (subset, reasons), keyed by file name or its stem (TorchRay's
+    file); None: the subset is computed from the boxes."""
+    difficult: tuple[int, ...] = ()
+    if flags is not None:
+        keys = (file_name.rsplit(".", 1)[0], file_name)
+        reason = next((flags[1][k] for k in keys if k in flags[1]), None)
+        if reason is not None:
+            raise AnnotationError(reason)
+        difficult = tuple(sorted(next((flags[0][k] for k in keys if k in flags[0]), ())))
     if not anns:
         raise AnnotationError("no object annotations for the image")
     boxes, labels, crowd, instances, unknown = [], [], [], [], []
@@ -387,7 +402,8 @@ def coco_entry(file_name: str, info: dict, anns: list[tuple[int, dict]], index: 
         box_labels=box_labels,
         box_difficult=np.array(crowd, dtype=bool),
         masks=CocoMasks(instances),
-        difficult_rule=cfg.get("difficult_area", "union"),
+        difficult_classes=difficult,
+        difficult_rule=cfg.get("difficult_area", "union") if flags is None else None,
         notes=join_notes(*notes, size_note),
         size_hint=size_hint,
     )
