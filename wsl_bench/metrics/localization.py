@@ -24,8 +24,8 @@ from scipy import ndimage
 
 from ..config import setting
 from .aggregate import MetricData, gt_rows, mean_over_rows, per_image_any
-from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
-from .maps import NON_POSITIVE, OK, binarize, map_status
+from .base import ImageTruth, MapChunk, MapMetric, Measured, MetricSettings, Statistic, register_metric
+from .maps import NON_POSITIVE, NONFINITE, OK, binarize, map_status
 
 NO_BOX = np.array([-1, -1, -1, -1], dtype=np.int64)
 
@@ -134,14 +134,19 @@ class Localization(MapMetric):
         ("loc_correct", pa.bool_()),  # iou >= the IoU threshold
     )
 
-    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+    def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
         s: LocalizationSettings = self.settings
         scorable = [st == OK or (st == NON_POSITIVE and s.normalize == "minmax") for st in chunk.status]
-        masks = binarize(torch.nan_to_num(chunk.maps), s.threshold, s.comparison, s.normalize)
-        masks[torch.tensor(scorable, device=masks.device).logical_not()] = False
+        maps = chunk.maps if NONFINITE not in chunk.status else torch.nan_to_num(chunk.maps)  # finite maps: the same values
+        masks = binarize(maps, s.threshold, s.comparison, s.normalize)
+        masks &= torch.tensor(scorable, device=masks.device)[:, None, None]
         if truth.valid is not None:  # outside a crop the map has no value (to_original_size fills its minimum)
             masks &= truth.valid.to(masks.device)
-        boxes = largest_component_boxes(masks, s.connectivity)
+        return {"masks": masks}
+
+    def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        s: LocalizationSettings = self.settings
+        boxes = largest_component_boxes(measured["masks"], s.connectivity)
         iou = [box_iou_matrix(box, gt).max() if len(gt := truth.boxes_of(int(c))) else np.nan for box, c in zip(boxes, chunk.classes)]
         return {
             "pred_box": [None if box[0] < 0 else box.tolist() for box in boxes],
