@@ -35,6 +35,8 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "synthetic_shapes": (
         ["dataset=synthetic", "dataset.size=20", "dataset.seed=3", "method=[gradcam,gradcampp,gradient]", "transform=shorter_side", "loader.batch_size=5"], [],
     ),
+    # the other tree decodes in a DataLoader worker (one torch thread), as this checkout always does
+    "synthetic_decode_1thread": (["dataset=synthetic", "dataset.size=40", "loader.num_workers=1"], []),
     "synthetic_crop": (["dataset=synthetic", "dataset.size=12", "dataset.seed=5", "transform=resize_crop"], []),
 }
 

@@ -50,6 +50,7 @@ from .report import summarize
 from .resume import RunState, Shard, batch_plan, check_resumable
 from .scoring import BatchJob, ImageMaps, ScoredBatch, ScoringContext, ScoringPool, SkippedImage, chunks_to_numpy, light, quiet_worker, to_numpy
 from .stopping import RunInterrupted, StopRequest
+from .threads import torch_threads
 from .timing import StageClock
 
 log = logging.getLogger("wsl_bench")
@@ -366,10 +367,11 @@ def _explain_group(spec: RunSpec, explainer: Explainer, batch: Batch, clock: Sta
         n = len(targets.sources[i])  # this image's target columns (the rest is padding)
         items.append(ImageMaps(light(sample), targets.classes[i, :n].tolist(), targets.sources[i], probs[i, :n].tolist(), per_image[i]))
     if device_measure:
-        measured = spec.metrics.measure_images(
-            [(item.sample, {m: v[i, : len(item.classes)] for m, v in maps.items()}, item.classes, item.sources) for i, item in enumerate(items)],
-            pixel_budget=PIXEL_BUDGET, clock=clock,
-        )
+        with torch_threads(1):  # as in the scoring workers (on a GPU this only concerns host-side work)
+            measured = spec.metrics.measure_images(
+                [(item.sample, {m: v[i, : len(item.classes)] for m, v in maps.items()}, item.classes, item.sources) for i, item in enumerate(items)],
+                pixel_budget=PIXEL_BUDGET, clock=clock,
+            )
         for item, chunks in zip(items, measured):
             item.measured = [c.to_host(non_blocking=True) for c in chunks]
     else:

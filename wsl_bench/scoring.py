@@ -2,9 +2,9 @@
 processes score batch k's maps (upsampling, every map metric unit, the record rows) and hand
 back Arrow rows. What a job carries is small: the maps at the methods' grid (or, on a GPU,
 what the units' `measure` made there), the targets, the probabilities and the model metrics'
-columns. Scoring is single-threaded wherever it runs (the per-image work is small and torch's
-intra-op threads would only wait on each other and on the network's), which also makes every
-value independent of the machine's thread count.
+columns. Scoring is single-threaded wherever it runs (wsl_bench.threads: the per-image work is
+small, intra-op threads would only wait on each other and on the network's, and the values
+then do not depend on the thread count).
 
 Workers are forked from the run (so metrics and methods registered from Python are there too),
 ignore the stop signals (the run stops them after saving what is finished) and die with it."""
@@ -18,9 +18,8 @@ import signal
 import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -32,6 +31,7 @@ from .metrics.base import MeasuredChunk, MetricSuite
 from .records import RowLabels, scored_rows, skipped_rows
 from .records.store import BATCH_COLUMN
 from .stopping import STOP_SIGNALS
+from .threads import torch_threads
 from .timing import StageClock
 
 log = logging.getLogger("wsl_bench")
@@ -144,19 +144,6 @@ def score_job(job: BatchJob, context: ScoringContext) -> ScoredBatch:
         table = pa.RecordBatch.from_pylist(rows, schema=context.schema)
     images = len({r["image_id"] for r in rows})
     return ScoredBatch(job.batch, table, images, clock.as_dict(), warnings)
-
-
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    if old == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 _CONTEXT: ScoringContext | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from torch.utils.data import Dataset
 
+from ..threads import torch_threads
 from .base import DecodedImages
 from .sample import Batch, Sample, collate_samples
 
@@ -45,7 +46,8 @@ class BatchedImages(Dataset):
     def __getitem__(self, index: int) -> LoadedBatch:
         start = time.perf_counter()
         stop = min(len(self.images), (index + 1) * self.batch_size)
-        batches, skipped = collate_samples([self.images[i] for i in range(index * self.batch_size, stop)])
+        with torch_threads(1):  # as in a DataLoader worker: the pixels must not depend on where they were decoded
+            batches, skipped = collate_samples([self.images[i] for i in range(index * self.batch_size, stop)])
         return LoadedBatch(index, batches, skipped, time.perf_counter() - start)
 
 
