@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -273,3 +274,55 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_the_run_resumes_once_space_
     finally:
         subprocess.run(["umount", str(disk)])
         shutil.rmtree(disk, ignore_errors=True)
+
+
+def compose_run(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from wsl_bench.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_records_do_not_depend_on_where_images_are_decoded_and_maps_scored(tmp_path):
+    """In-process runs (this process's torch threads): decoding and scoring in the main process,
+    or in worker processes with the device part of scoring (measure) in the main process."""
+    from wsl_bench.pipeline import run
+
+    small = [*(o for o in RUN if not o.startswith("dataset.size=")), "dataset.size=6", "method=[gradcam,gradcampp]", "transform=resize_crop"]
+    inline = run(compose_run(*small, "scoring.workers=0", "loader.num_workers=0"), tmp_path / "inline")
+    split = run(compose_run(*small, "scoring.workers=2", "scoring.device_measure=true", "loader.num_workers=1"), tmp_path / "split")
+    assert inline.records["skip_reason"].isna().all() and inline.records["image_id"].nunique() == 6
+    assert_same_records(tmp_path / "inline", tmp_path / "split")
+
+
+def test_autocast_bf16_maps_match_fp32_per_map(lite0):
+    """precision=bf16 runs the network passes under torch.autocast; every map (real photos, GT and
+    top-5 targets, three CAM methods) keeps Pearson r >= 0.99 with its fp32 map."""
+    import dataclasses
+
+    from wsl_bench import pipeline
+    from wsl_bench.data import DecodedImages, collate_samples
+    from wsl_bench.methods import Explainer
+    from wsl_bench.methods.core import frozen_for_explanation
+    from wsl_bench.timing import StageClock
+
+    spec = pipeline.build_run_spec(compose_run("method=[gradcam,gradcampp,layercam]", "precision=bf16", "device=cpu"))
+    explainer = Explainer(spec.model.module, spec.model.target_layer, spec.methods, spec.method_params)
+    decoded = DecodedImages(spec.dataset.entries, spec.transform)
+    (batch,), _ = collate_samples([decoded[i] for i in range(len(decoded))])
+    with frozen_for_explanation(spec.model.module):
+        low = pipeline._explain_group(spec, explainer, batch, StageClock(), device_measure=False)
+        full = pipeline._explain_group(dataclasses.replace(spec, precision="fp32"), explainer, batch, StageClock(), device_measure=False)
+    compared = 0
+    for a, b in zip(low, full):
+        same = [t for t, (x, y) in enumerate(zip(a.classes, b.classes)) if x == y]  # a near tie may reorder the top 5
+        assert all(t in same for t, (source, _) in enumerate(a.sources) if source == "gt")
+        for method in spec.methods:
+            assert a.maps[method].dtype == np.float32
+            for t in same:
+                r = np.corrcoef(a.maps[method][t].ravel(), b.maps[method][t].ravel())[0, 1]
+                assert r >= 0.99, (a.sample.entry.image_id, method, t, r)
+                compared += 1
+    assert compared >= 7 * 3 * 5
