@@ -90,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="wsl_parity_"))
     failed = False
-    print(f"| case | torch threads | rows | differing cells (column: count) | summary.csv | time base / this (s) |\n|---|---|---|---|---|---|")
+    print("| case | torch threads | rows | differing cells (column: count) | summary.csv | time base / this (s) |\n|---|---|---|---|---|---|")
     for threads in args.threads:
         for name in args.cases:
             both, extra = CASES[name]

@@ -255,7 +255,7 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_the_run_resumes_once_space_
         result = cli(*RUN, cwd=tmp_path, run_dir=run_dir)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
-        assert lines[0].startswith(f"error: could not write ") and "(no space left on device); free about" in lines[0]
+        assert lines[0].startswith("error: could not write ") and "(no space left on device); free about" in lines[0]
         assert not list(run_dir.rglob(".*tmp-*"))  # no half-written file
         for p in (run_dir / "records").glob("part-*.parquet"):
             pq.read_table(p)  # every part there is whole
@@ -292,7 +292,7 @@ def test_records_do_not_depend_on_where_images_are_decoded_and_maps_scored(tmp_p
 
     small = [*(o for o in RUN if not o.startswith("dataset.size=")), "dataset.size=6", "method=[gradcam,gradcampp]", "transform=resize_crop"]
     inline = run(compose_run(*small, "scoring.workers=0", "loader.num_workers=0"), tmp_path / "inline")
-    split = run(compose_run(*small, "scoring.workers=2", "scoring.device_measure=true", "loader.num_workers=1"), tmp_path / "split")
+    run(compose_run(*small, "scoring.workers=2", "scoring.device_measure=true", "loader.num_workers=1"), tmp_path / "split")
     assert inline.records["skip_reason"].isna().all() and inline.records["image_id"].nunique() == 6
     assert_same_records(tmp_path / "inline", tmp_path / "split")
 
@@ -326,3 +326,34 @@ def test_autocast_bf16_maps_match_fp32_per_map(lite0):
                 assert r >= 0.99, (a.sample.entry.image_id, method, t, r)
                 compared += 1
     assert compared >= 7 * 3 * 5
+
+
+def test_a_preemption_notice_saves_the_finished_batches_then_hands_the_signal_to_the_previous_handler(tmp_path):
+    """SIGUSR1 (Slurm's notice before a time limit or preemption; submitit requeues on it) in a run
+    started from Python: the run stops after the current batch, raises RunInterrupted carrying
+    the handler that was there before, and the restarted run ends with the uninterrupted records."""
+    import threading
+
+    from wsl_bench.pipeline import run
+    from wsl_bench.stopping import RunInterrupted
+
+    overrides = [*(o for o in RUN if not o.startswith("dataset.size=")), "dataset.size=8", "scoring.workers=1", "loader.num_workers=0"]
+    run(compose_run(*overrides), tmp_path / "whole")
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
+    try:
+        def notice() -> None:
+            while not list((tmp_path / "stopped" / "records").glob("part-*.parquet")):
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+        threading.Thread(target=notice, daemon=True).start()
+        with pytest.raises(RunInterrupted) as stop:
+            run(compose_run(*overrides), tmp_path / "stopped")
+        assert stop.value.signum == signal.SIGUSR1 and 0 < stop.value.done < 8 and received == []
+        stop.value.forward_signal()
+        assert received == [signal.SIGUSR1]
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    run(compose_run(*overrides), tmp_path / "stopped")
+    assert_same_records(tmp_path / "whole", tmp_path / "stopped")

@@ -54,11 +54,3 @@ def broadcast(value: Any, ranks: Ranks) -> Any:
 def barrier(ranks: Ranks) -> None:
     if ranks.world > 1:
         dist.barrier()
-
-
-def all_gather(value: Any, ranks: Ranks) -> list[Any]:
-    if ranks.world <= 1:
-        return [value]
-    out: list[Any] = [None] * ranks.world
-    dist.all_gather_object(out, value)
-    return out

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -46,7 +47,6 @@ from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RowLabels, read_records, record_schema
 from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts
-from .report import summarize
 from .resume import RunState, Shard, batch_plan, check_resumable
 from .scoring import BatchJob, ImageMaps, ScoredBatch, ScoringContext, ScoringPool, SkippedImage, chunks_to_numpy, light, quiet_worker, to_numpy
 from .stopping import RunInterrupted, StopRequest
@@ -184,21 +184,27 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
     todo = [b for b in plan if b not in store.done]
     total, done_before = _images_in(spec, plan), _images_in(spec, [b for b in plan if b in store.done])
     progress = _progress(spec.progress, total=total, initial=done_before)
-    counted = [0]
-    interrupted: int | None = None
+    scored = 0
+
+    def count(done: ScoredBatch) -> None:
+        nonlocal scored
+        scored += done.n_images
+        progress.update(done.n_images)
+
+    stopped_at_once = False
     with StopRequest() as stop:
         try:
-            _score_batches(spec, todo, store, clock, stop, lambda done: (progress.update(done.n_images), counted.__setitem__(0, counted[0] + done.n_images)))
+            _score_batches(spec, todo, store, clock, stop, count)
         except KeyboardInterrupt:  # a second Ctrl-C: what is finished is saved all the same
-            interrupted = 2
+            stopped_at_once = True
         finally:
             progress.close()
             with clock.time("write"):
                 store.flush()
-        if stop.requested or interrupted:
-            signum = stop.signum or 2
-            raise RunInterrupted(out_dir, signum, done_before + counted[0], total, stop.previous.get(signum))
-    return _finish(spec, out_dir, state, schema, start, clock, scored=counted[0])
+        if stop.requested or stopped_at_once:
+            signum = stop.signum or signal.SIGINT
+            raise RunInterrupted(out_dir, signum, done_before + scored, total, stop.previous.get(signum))
+    return _finish(spec, out_dir, state, schema, start, clock, scored=scored)
 
 
 def _open_state(spec: RunSpec, out_dir: Path) -> RunState:
