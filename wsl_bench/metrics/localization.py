@@ -56,16 +56,22 @@ def largest_component_boxes(masks: np.ndarray | torch.Tensor, connectivity: int 
     if n_labels == 0:
         return boxes
     sizes = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:]
-    objects = ndimage.find_objects(labels)  # per label: (slice_n, slice_y, slice_x)
-    slice_of = np.fromiter((obj[0].start for obj in objects), dtype=np.int64, count=n_labels)
-    # Labels are numbered in raster order over the stack, so within a slice a stable sort by
+    # Labels are numbered in raster order over the stack: slice k holds the labels up to the
+    # running maximum of the slices' highest labels, and within a slice a stable sort by
     # descending size puts the first-met largest component first.
+    highest = np.maximum.accumulate(labels.reshape(n, -1).max(axis=1))
+    slice_of = np.searchsorted(highest, np.arange(1, n_labels + 1), side="left")
     order = np.lexsort((-sizes, slice_of))
     first = np.ones(n_labels, dtype=bool)
     first[1:] = slice_of[order][1:] != slice_of[order][:-1]
-    for label_index in order[first]:
-        _, ys, xs = objects[label_index]
-        boxes[slice_of[label_index]] = (xs.start, ys.start, xs.stop - 1, ys.stop - 1)
+    best = np.zeros(n, dtype=labels.dtype)
+    best[slice_of[order[first]]] = order[first] + 1
+    has = best > 0
+    hit = labels == best[:, None, None]  # each slice's chosen component (background where none)
+    rows, cols = hit.any(axis=2), hit.any(axis=1)
+    height, width = masks.shape[1:]
+    found = np.stack([cols.argmax(axis=1), rows.argmax(axis=1), width - 1 - cols[:, ::-1].argmax(axis=1), height - 1 - rows[:, ::-1].argmax(axis=1)], axis=1)
+    boxes[has] = found[has]
     return boxes
 
 

@@ -61,13 +61,14 @@ def _extremes(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def map_extremes(maps: torch.Tensor) -> torch.Tensor:
-    """Per map [N, ...]: (max, min) [N, 2] in one pass, on the maps' device. A non-finite value
-    shows in them (NaN propagates, +-inf is the max or the min), so a map is finite exactly when
-    both are; for a finite map they are _extremes' values."""
+    """Per map [N, ...]: (max, min) [N, 2], on the maps' device, without the masked copy of
+    _extremes. A non-finite value shows in them (NaN propagates, +-inf is the max or the min), so
+    a map is finite exactly when both are; for a finite map they are _extremes' values.
+    (amax and amin, not aminmax: on the CPU the fused op is two orders of magnitude slower.)"""
     if len(maps) == 0:
         return maps.new_zeros((0, 2))
-    lo, hi = torch.aminmax(maps.flatten(1), dim=1)
-    return torch.stack([hi, lo], dim=1)
+    flat = maps.flatten(1)
+    return torch.stack([flat.amax(dim=1), flat.amin(dim=1)], dim=1)
 
 
 def status_codes(extremes: np.ndarray, normalize: str = "max") -> list[str]:

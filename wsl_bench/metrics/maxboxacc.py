@@ -63,7 +63,7 @@ def minmax_normalized(maps: torch.Tensor, valid: torch.Tensor | None = None) -> 
     valid [H, W] bool (a center crop): the map is normalized again over the valid pixels only and
     the others get -1, below every threshold; a map constant there cannot be normalized."""
     s = maps.double()
-    lo, hi = torch.aminmax(s.flatten(1), dim=1)  # a non-finite value shows in them
+    lo, hi = s.flatten(1).amin(dim=1), s.flatten(1).amax(dim=1)  # a non-finite value shows in them
     ok = torch.isfinite(lo) & torch.isfinite(hi) & (hi > lo)
     v = (s - lo[:, None, None]) / (hi - lo)[:, None, None]
     if valid is not None and not bool(valid.all()):
