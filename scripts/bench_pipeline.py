@@ -123,6 +123,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads of the run (default: torch's); the network alone is measured with the same")
     parser.add_argument("--no-overlap", action="store_true", help="also run this tree with decoding and scoring in the main process")
     parser.add_argument("--compare-src", type=Path, help="also run another source tree (its wsl_bench/ and conf/) side by side")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                        help="also run this tree with these extra arguments, e.g. 'overlap, 1 thread=--threads=1 scoring.workers=1 loader.num_workers=1'")
     parser.add_argument("--one-round", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--order", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the run, e.g. method=gradcampp loader.batch_size=32")
@@ -133,6 +135,9 @@ def main() -> None:
     variants = [("this", REPO, [])]
     if args.no_overlap:
         variants.append(("this, no overlap", REPO, ["scoring.workers=0", "loader.num_workers=0"]))
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        variants.append((name, REPO, extra.split()))
     if args.compare_src:
         variants.append((f"other: {args.compare_src}", args.compare_src, []))
     results: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
@@ -141,7 +146,7 @@ def main() -> None:
         for name, src, extra in (variants if r % 2 == 0 else variants[::-1]):
             command = [
                 sys.executable, str(Path(__file__).resolve()), "--one-round", f"--order={r % 2}", f"--images={args.images}",
-                f"--image-size={args.image_size}", f"--device={args.device}", *([f"--threads={args.threads}"] if args.threads else []), *args.overrides, *extra,
+                f"--image-size={args.image_size}", f"--device={args.device}", *([f"--threads={args.threads}"] if args.threads else []), *extra, *args.overrides,
             ]
             proc = subprocess.run(command, cwd=src, env=dict(os.environ, PYTHONPATH=str(src)), capture_output=True, text=True)
             lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -80,7 +80,8 @@ def moved_key_error(overrides: list[str]) -> str | None:
         key, _, value = override.lstrip("+~").partition("=")
         for old, new in MOVED_KEYS.items():
             if key == old or key.startswith(old + "."):
-                return f"{key} is now {new + key[len(old):]} (metric settings live under metric.<name>); use {new + key[len(old):]}={value}"
+                why = " (metric settings live under metric.<name>)" if new.startswith("metric.") else ""
+                return f"{key} is now {new + key[len(old):]}{why}; use {new + key[len(old):]}={value}"
     return None
 
 

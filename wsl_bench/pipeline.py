@@ -226,11 +226,17 @@ def _images_in(spec: RunSpec, batches: Iterable[int]) -> int:
 
 
 def worker_counts(spec: RunSpec, n_batches: int) -> tuple[int, int]:
-    """(decoding workers, scoring workers): as configured, or `auto` from this process's share of
-    the CPU cores (torchrun's LOCAL_WORLD_SIZE processes share a machine); none for a single batch."""
+    """(decoding workers, scoring workers): as configured, or `auto`: the CPU cores of this
+    process's share (torchrun's LOCAL_WORLD_SIZE processes share a machine) that the network does
+    not use: all but one on a GPU; on the CPU those torch's threads leave free, none when they take
+    every core (a busy worker beside them stalls every parallel region of the network, see
+    README, Scale). None for a run of a single batch."""
     cores = max(1, len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
-    decode = spec.loader.num_workers if isinstance(spec.loader.num_workers, int) else 0 if n_batches <= 1 else max(1, cores // 2)
-    scoring = spec.scoring.workers if isinstance(spec.scoring.workers, int) else 0 if n_batches <= 1 else max(1, cores - decode - 1)
+    free = cores - 1 if spec.device.type != "cpu" else max(0, cores - torch.get_num_threads())
+    auto_decode = 0 if n_batches <= 1 or free == 0 else max(1, free // 2)
+    auto_scoring = 0 if n_batches <= 1 or free == 0 else max(1, free - auto_decode)
+    decode = spec.loader.num_workers if isinstance(spec.loader.num_workers, int) else auto_decode
+    scoring = spec.scoring.workers if isinstance(spec.scoring.workers, int) else auto_scoring
     return decode, scoring
 
 
