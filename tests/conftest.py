@@ -35,3 +35,17 @@ def run_cli(*overrides: str, cwd: Path, timeout: int = 300) -> subprocess.Comple
         [sys.executable, "-m", "wsl_bench", *overrides, f"hydra.run.dir={cwd / 'run'}"],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def demo_report_run(tmp_path_factory):
+    """A real run of the demo (7 photos, Grad-CAM and Grad-CAM++) with its report, as the README's
+    demo writes it; shared by the report's content tests and the browser test."""
+    from hydra import compose, initialize_config_dir
+
+    from wsl_bench.pipeline import run
+
+    out = tmp_path_factory.mktemp("demo_report") / "run"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["method=[gradcam,gradcampp]", "device=cpu", "progress=false", "report.bootstrap=200"])
+    return run(cfg, out)

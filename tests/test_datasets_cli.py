@@ -342,10 +342,11 @@ def test_wsolevaluation_metadata_on_the_network_grid(runs):
     records, summary = _ok(results["wsol"])
     gt = records[records["target_source"] == "gt"].set_index("image_id")
     assert gt["target"].to_dict() == {"val2/0/a.jpeg": 0, "val2/1/b.jpeg": 1, "val2/999/c.jpeg": 999}
-    # transform=wsol: squash to 64x64 (size override) and score there; boxes rescaled x*64/48, y*64/40
+    # transform=wsol: squash to 64x64 (size override) and score there; boxes rescaled as
+    # wsolevaluation's resize_bbox does (transform.gt_to_grid=wsolevaluation): int(x*64/48), int(y*64/40)
     assert (gt["width"] == 64).all() and (gt["height"] == 64).all()
-    assert boxes(gt.loc["val2/1/b.jpeg", "gt_boxes"]) == [[0, 0, 63, 63]]
-    assert boxes(gt.loc["val2/999/c.jpeg", "gt_boxes"]) == [[5, 6, 13, 15]]
+    assert boxes(gt.loc["val2/1/b.jpeg", "gt_boxes"]) == [[0, 0, 62, 62]]  # 47 -> 62.67, 39 -> 62.4
+    assert boxes(gt.loc["val2/999/c.jpeg", "gt_boxes"]) == [[5, 6, 12, 14]]  # (4, 4, 9, 9) -> (5.3, 6.4, 12, 14.4)
     assert summary.loc[0, "n_images"] == 3
 
 

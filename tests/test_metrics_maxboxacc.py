@@ -149,3 +149,32 @@ def test_center_crop_pixels_outside_the_crop_are_in_no_mask():
     assert not v1_all[0]  # without the crop mask the whole 4 x 8 image is boxed at tau = 0
     v1, _ = boxacc_hits(sal, gt, BoxAccProtocol(step=0.25, v1_iou=0.75), valid)
     assert v1.tolist() == [True, True, False, False]
+
+
+def test_top1_maxboxacc_counts_a_box_only_under_a_right_top1_prediction():
+    import pandas as pd
+
+    from wsl_bench.metrics.base import RunInfo
+    from wsl_bench.metrics.maxboxacc import MaxBoxAcc
+
+    # 4 thresholds (step 0.25), one IoU level. a: class 3, top-1 3 (right); b: class 5, top-1 7
+    # (wrong); c: classes 1 and 2 (multi-label), top-1 1: its class-1 map's hits count.
+    gt = [("a", 3, [1, 1, 0, 0]), ("b", 5, [0, 1, 1, 0]), ("c", 1, [0, 0, 1, 1]), ("c", 2, [1, 1, 1, 1])]
+    top1 = [("a", 3), ("b", 7), ("c", 1)]
+    rows = pd.DataFrame(
+        [{"image_id": i, "target": t, "target_source": "gt", "pred_rank": 0, "boxacc_v1_hits": [bool(h) for h in hits],
+          "boxacc_v2_hits": [bool(h) for h in hits]} for i, t, hits in gt]
+        + [{"image_id": i, "target": t, "target_source": "top1", "pred_rank": 1, "boxacc_v1_hits": None, "boxacc_v2_hits": None} for i, t in top1]
+    )
+    images = pd.Index(["a", "b", "c"])
+    unit = MaxBoxAcc(BoxAccProtocol(step=0.25, iou_thresholds=(0.5,), top1=True), RunInfo(topk=1))
+    stats = {s.name: s for s in unit.statistics()}
+    # per image: a [1, 1, 0, 0], b zeros, c [0, 0, 1, 1] -> 1/3 at every threshold
+    assert stats["maxboxacc_top1"].build(rows, images).value() == pytest.approx(100 / 3)
+    assert stats["maxboxacc_v2_top1"].build(rows, images).value() == pytest.approx(100 / 3)
+    # GT-known, per GT map: [2, 3, 3, 2] / 4
+    assert stats["maxboxacc"].build(rows, images).value() == pytest.approx(75.0)
+    rows.loc[rows["target_source"].eq("top1") & rows["image_id"].eq("c"), "target"] = 2  # c's top-1: class 2, all hits
+    assert stats["maxboxacc_top1"].build(rows, images).value() == pytest.approx(200 / 3)  # [2, 2, 1, 1] / 3
+    assert MaxBoxAcc(BoxAccProtocol(top1=True), RunInfo(topk=0)).statistics()[-1].build(rows, images) is None  # no predictions
+    assert "maxboxacc_top1" not in {s.name for s in MaxBoxAcc().statistics()}  # off by default

@@ -30,7 +30,7 @@ from wsl_bench.records.store import BATCH_COLUMN, DiskFullError, merge_parts, wr
 
 RUN = [
     "dataset=synthetic", "dataset.size=16", "dataset.image_size=[48,64]", "loader.batch_size=2", "records.flush_images=2",
-    "report.bootstrap=50", "progress=false", "device=cpu",
+    "report.bootstrap=50", "report.gallery=4", "progress=false", "device=cpu",
 ]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -45,14 +45,22 @@ def start(*args: str, run_dir: Path, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def assert_same_records(a: Path, b: Path) -> None:
-    """records.parquet of two runs equal row by row (floats by value, NaN = NaN), summary.csv byte for byte."""
+def assert_same_records(a: Path, b: Path, maps: bool = True) -> None:
+    """records.parquet of two runs equal row by row (floats by value, NaN = NaN), summary.csv byte
+    for byte and (maps) the report's gallery: maps.npz member by member (its choice of images,
+    their maps and photos)."""
     ra, rb = pd.read_parquet(a / "records.parquet"), pd.read_parquet(b / "records.parquet")
     assert list(ra.columns) == list(rb.columns) and len(ra) == len(rb)
     for column in ra.columns:
         for i, (x, y) in enumerate(zip(ra[column].tolist(), rb[column].tolist())):
             assert plain(x) == plain(y), f"{column} row {i}: {x!r} vs {y!r}"
     assert (a / "summary.csv").read_bytes() == (b / "summary.csv").read_bytes()
+    if maps:
+        with np.load(a / "maps.npz") as ma, np.load(b / "maps.npz") as mb:
+            assert sorted(ma.files) == sorted(mb.files)
+            for name in ma.files:
+                assert ma[name].tobytes() == mb[name].tobytes(), f"maps.npz {name} differs"
+            assert len(json.loads(ma["meta"].tobytes())["gallery"]) == 4
 
 
 def plain(value: object) -> object:
@@ -156,7 +164,8 @@ def test_torchrun_two_cpu_processes_on_gloo_merge_to_the_single_process_records(
     assert result.returncode == 0, result.stderr[-3000:]
     state = json.loads((run_dir / "run_state.json").read_text())
     assert state["sessions"][-1]["ranks"] == 2
-    assert_same_records(reference, run_dir)
+    assert_same_records(reference, run_dir, maps=False)  # the gallery is chosen among rank 0's images
+    assert (run_dir / "maps.npz").is_file() and (run_dir / "report.html").is_file()
 
 
 def test_data_shards_of_a_sweep_merge_to_the_single_run_records(reference, tmp_path, capsys):
@@ -175,7 +184,8 @@ def test_data_shards_of_a_sweep_merge_to_the_single_run_records(reference, tmp_p
     merged = cli(str(sweep), "--out", str(tmp_path / "merged"), module="wsl_bench.merge", cwd=tmp_path)
     assert merged.returncode == 0, merged.stderr[-3000:]
     assert "records from 3 shards" in merged.stdout
-    assert_same_records(reference, tmp_path / "merged")
+    assert_same_records(reference, tmp_path / "merged", maps=False)  # shards keep no gallery maps
+    assert (tmp_path / "merged" / "report.html").is_file()
     assert json.loads((tmp_path / "merged" / "provenance.json").read_text())["merged_from"] == [str(d) for d in shard_dirs]
 
 
@@ -328,12 +338,13 @@ def test_autocast_bf16_maps_match_fp32_per_map(lite0):
     assert compared >= 7 * 3 * 5
 
 
-def test_a_preemption_notice_saves_the_finished_batches_then_hands_the_signal_to_the_previous_handler(tmp_path):
+def test_a_preemption_notice_saves_the_finished_batches_then_hands_the_signal_to_the_previous_handler(tmp_path, monkeypatch):
     """SIGUSR1 (Slurm's notice before a time limit or preemption; submitit requeues on it) in a run
     started from Python: the run stops after the current batch, raises RunInterrupted carrying
-    the handler that was there before, and the restarted run ends with the uninterrupted records."""
-    import threading
-
+    the handler that was there before, and the restarted run ends with the uninterrupted records.
+    The notice is sent (a real signal) once the second of four batches is explained, so the
+    stop does not race the run."""
+    from wsl_bench import pipeline
     from wsl_bench.pipeline import run
     from wsl_bench.stopping import RunInterrupted
 
@@ -341,16 +352,20 @@ def test_a_preemption_notice_saves_the_finished_batches_then_hands_the_signal_to
     run(compose_run(*overrides), tmp_path / "whole")
     received = []
     previous = signal.signal(signal.SIGUSR1, lambda signum, frame: received.append(signum))
-    try:
-        def notice() -> None:
-            while not list((tmp_path / "stopped" / "records").glob("part-*.parquet")):
-                time.sleep(0.02)
-            os.kill(os.getpid(), signal.SIGUSR1)
+    explain = pipeline._explain_batch
 
-        threading.Thread(target=notice, daemon=True).start()
+    def explain_then_notice(spec, explainer, loaded, *args):
+        job = explain(spec, explainer, loaded, *args)
+        if loaded.index == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return job
+
+    try:
+        monkeypatch.setattr(pipeline, "_explain_batch", explain_then_notice)
         with pytest.raises(RunInterrupted) as stop:
             run(compose_run(*overrides), tmp_path / "stopped")
-        assert stop.value.signum == signal.SIGUSR1 and 0 < stop.value.done < 8 and received == []
+        monkeypatch.undo()
+        assert stop.value.signum == signal.SIGUSR1 and stop.value.done == 4 and received == []
         stop.value.forward_signal()
         assert received == [signal.SIGUSR1]
     finally:

@@ -58,6 +58,8 @@ def _main(cfg: DictConfig) -> None:
             print(f"shard {cfg.get('shard')} done, its records in {out_dir}; join the shards with: python -m wsl_bench.merge {out_dir.parent}")
         return
     print(format_for_terminal(result.summary))
+    if cfg.get("paper_table"):  # a paper preset: the paper's table beside ours (written by the report stage)
+        print("\n" + (out_dir / "table.md").read_text().rstrip())
     print(f"\n{len(result.records)} records, {result.wall_time_s:.1f} s; outputs in {out_dir}")
 
 

@@ -101,10 +101,12 @@ class Settings:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             key = f"{self.config_path}.{f.name}" if self.config_path else f.name
-            value = _coerce(getattr(self, f.name), hints[f.name], key)
+            given = getattr(self, f.name)
+            value = _coerce(given, hints[f.name], key)
             for bound, limit in f.metadata.get("bounds", {}).items():
+                # (numbers only: "auto" and other literal choices have no bounds)
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and not _BOUND_TEST[bound](value, limit):
-                    raise ConfigError(f"{key}={_show(value)} must be {_BOUND_TEXT[bound]} {limit}")
+                    raise ConfigError(f"{key}={_show(given)} must be {_BOUND_TEXT[bound]} {limit}")
             object.__setattr__(self, f.name, value)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +124,7 @@ S = typing.TypeVar("S", bound=Settings)
 def settings_from(cls: type[S], node: Mapping[str, Any] | None, path: str | None = None) -> S:
     """`cls` built from a config node (at `path`, default `cls.config_path`): unknown keys and bad
     values are one-line ConfigErrors naming the key."""
-    values = dict(_container(node) or {})
+    values = dict(plain(node) or {})
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
@@ -130,7 +132,8 @@ def settings_from(cls: type[S], node: Mapping[str, Any] | None, path: str | None
     return cls(**values)
 
 
-def _container(node: Any) -> Any:
+def plain(node: Any) -> Any:
+    """A config node (DictConfig / ListConfig, resolved) as plain Python containers."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
     if isinstance(node, (DictConfig, ListConfig)):
@@ -144,7 +147,8 @@ def _container(node: Any) -> Any:
 @dataclass(frozen=True)
 class LoaderSettings(Settings):
     """Batching and decoding: `num_workers` DataLoader processes decode images while the model
-    runs (`auto`: half the CPU cores, at least one; none for a run of a single batch)."""
+    runs (`auto`: half the spare CPU cores, see pipeline.worker_counts; none for a run of a
+    single batch)."""
 
     config_path: ClassVar[str] = "loader"
     batch_size: int = setting(16, ge=1)
@@ -154,8 +158,8 @@ class LoaderSettings(Settings):
 @dataclass(frozen=True)
 class ScoringSettings(Settings):
     """Where the map metrics run: `workers` processes score one batch's maps while the model runs
-    the next (`auto`: the CPU cores the decoding workers leave, at least one; none for a run of a
-    single batch; 0: in the run's own process). `device_measure`: the units' device part
+    the next (`auto`: the spare CPU cores the decoding workers leave, see pipeline.worker_counts;
+    none for a run of a single batch; 0: in the run's own process). `device_measure`: the units' device part
     (upsampling, thresholds, points, energy, normalization) runs where the maps are and only the
     CPU-only part (connected components) in the workers; `auto`: on a GPU. Records are the same
     whatever these are."""
@@ -177,22 +181,29 @@ class TargetSettings(Settings):
 
 @dataclass(frozen=True)
 class ReportSettings(Settings):
-    """Percentile bootstrap over images for every interval and paired comparison."""
+    """Percentile bootstrap over images for every interval and paired comparison; `html`: the
+    run's report.html at its end, its gallery showing up to `gallery` images (their maps kept in
+    maps.npz; 0 = none)."""
 
     config_path: ClassVar[str] = "report"
     bootstrap: int = setting(1000, ge=0)
     seed: int = 0
     ci: float = setting(0.95, gt=0, lt=1)
+    html: bool = True
+    gallery: int = setting(48, ge=0)
 
 
 @dataclass(frozen=True)
 class RecordSettings(Settings):
     """Records are written to a new part file every `flush_images` images or `flush_seconds`
-    seconds, whichever comes first: a killed run loses at most that much and resumes from there."""
+    seconds, whichever comes first: a killed run loses at most that much and resumes from there.
+    `save_maps` keeps every image's maps (float16, native grid, all targets) in maps.npz for
+    re-scoring later."""
 
     config_path: ClassVar[str] = "records"
     flush_images: int = setting(256, ge=1)
     flush_seconds: float = setting(30.0, gt=0)
+    save_maps: bool = False
 
 
 @dataclass(frozen=True)

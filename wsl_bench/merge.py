@@ -113,7 +113,12 @@ def merge_shards(shards: Sequence[tuple[Path, RunState]], out_dir: Path) -> tupl
     })
     out_dir.mkdir(parents=True, exist_ok=True)
     report = settings_from(ReportSettings, first.config.get("report"))
-    return write_results(out_dir, parts, record_schema(metrics.columns()), metrics, report, provenance)
+    results = write_results(out_dir, parts, record_schema(metrics.columns()), metrics, report, provenance)
+    if report.html:  # the shards keep no gallery maps: a report without the gallery
+        from .report.html import write_run_report
+
+        write_run_report(out_dir)
+    return results
 
 
 def run_dirs_under(root: Path) -> list[Path]:

@@ -42,11 +42,15 @@ from .merge import write_report, write_results
 from .methods import Explainer, method_from_config
 from .methods.core import frozen_for_explanation
 from .methods.targets import choose_targets
-from .metrics import MetricSuite, ModelBatch, RunInfo, create_metrics
+from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metrics
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RowLabels, read_records, record_schema
+from .map_feed import HeldImage, MapFeed, restored_keeper
+from .records.maps import MapKeeper
 from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts
+from .report.html import write_run_report
+from .report.outputs import check_outputs
 from .resume import RunState, Shard, batch_plan, check_resumable
 from .scoring import BatchJob, ImageMaps, ScoredBatch, ScoringContext, ScoringPool, SkippedImage, chunks_to_numpy, light, quiet_worker, to_numpy
 from .stopping import RunInterrupted, StopRequest
@@ -132,7 +136,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     if not data.entries:
         example = f" ({len(data.rejected)} rejected, e.g. {data.rejected[0][0]}: {data.rejected[0][1]})" if data.rejected else ""
         raise UserError(f"dataset={cfg.dataset.name}: no images to evaluate{example}")
-    model = create_model(cfg.model)
+    model = create_model(cfg.model, dataset_classes=len(data.class_names))
     if model.num_classes != len(data.class_names):
         n = len(data.class_names)
         multilabel = " model.multilabel=true" if any(len(e.labels) > 1 for e in data.entries) else ""
@@ -145,8 +149,15 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
     targets = sections["targets"]
     run_info = RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names))
     metrics = create_metrics(cfg.get("metric"), run_info)
+    if not model.predicts and (targets.topk or metrics.of_kind(ModelMetric)):
+        needs = [f"targets.topk={targets.topk}"] * bool(targets.topk) + [f"metric.{u.name}" for u in metrics.of_kind(ModelMetric)]
+        raise ConfigError(
+            f"model={model.name} makes no predictions, which {' and '.join(needs)} need; set targets.topk=0 and leave model-based metrics out (metric=[...])"
+        )
+    check_outputs(cfg, metrics)
     transform = ProtocolTransform(
         cfg.transform.kind, cfg.transform.size, model.mean, model.std, cfg.transform.get("resize", 256), cfg.transform.get("evaluate_at", "original"),
+        cfg.transform.get("upsample", "bilinear"), cfg.transform.get("gt_to_grid", "span"),
     )
     return RunSpec(
         data, model, transform, methods, params, metrics, targets, sections["loader"], sections["report"], sections["records"],
@@ -182,6 +193,8 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
         len(spec.dataset.entries), spec.loader.batch_size, spec.shard, spec.ranks.rank, spec.ranks.world, rejects=bool(spec.dataset.rejected)
     )
     todo = [b for b in plan if b not in store.done]
+    feed = MapFeed(restored_keeper(_new_keeper(spec, out_dir), out_dir, resumed=bool(store.done)), todo, out_dir)
+    store.before_write = feed.save  # the gallery's state covers every stored batch (map_feed: resume)
     total, done_before = _images_in(spec, plan), _images_in(spec, [b for b in plan if b in store.done])
     progress = _progress(spec.progress, total=total, initial=done_before)
     scored = 0
@@ -194,7 +207,7 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
     stopped_at_once = False
     with StopRequest() as stop:
         try:
-            _score_batches(spec, todo, store, clock, stop, count)
+            _score_batches(spec, todo, store, feed, clock, stop, count)
         except KeyboardInterrupt:  # a second Ctrl-C: what is finished is saved all the same
             stopped_at_once = True
         finally:
@@ -204,7 +217,17 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
         if stop.requested or stopped_at_once:
             signum = stop.signum or signal.SIGINT
             raise RunInterrupted(out_dir, signum, done_before + scored, total, stop.previous.get(signum))
-    return _finish(spec, out_dir, state, schema, start, clock, scored=scored)
+    return _finish(spec, out_dir, state, schema, start, clock, scored=scored, feed=feed)
+
+
+def _new_keeper(spec: RunSpec, out_dir: Path) -> MapKeeper:
+    """The gallery's MapKeeper (records.maps): report.gallery images of a run that makes its own
+    report; none in a data shard (the merge makes the report) or a torchrun rank other than 0
+    (the gallery is chosen among rank 0's images)."""
+    keeper = MapKeeper.from_settings(spec.report, spec.records, out_dir, spec.methods, spec.model.mean, spec.model.std)
+    if spec.shard.count > 1 or not spec.ranks.is_main:
+        keeper = MapKeeper(out_dir, spec.methods, gallery=0)
+    return keeper
 
 
 def _open_state(spec: RunSpec, out_dir: Path) -> RunState:
@@ -240,17 +263,23 @@ def worker_counts(spec: RunSpec, n_batches: int) -> tuple[int, int]:
     return decode, scoring
 
 
-def _score_batches(spec: RunSpec, todo: list[int], store: RecordStore, clock: StageClock, stop: StopRequest, on_done: Callable[[ScoredBatch], Any]) -> None:
-    """Explain and score the batches `todo` (in order), storing each as it finishes."""
-    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema)
+def _score_batches(
+    spec: RunSpec, todo: list[int], store: RecordStore, feed: MapFeed, clock: StageClock, stop: StopRequest, on_done: Callable[[ScoredBatch], Any]
+) -> None:
+    """Explain and score the batches `todo` (in order), storing each as it finishes (in order
+    when the gallery keeps maps: `feed` offers their images first)."""
+    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample)
 
-    def keep(done: ScoredBatch) -> None:
-        for warning in done.warnings:
-            log.warning(warning)
-        clock.merge(done.seconds)
-        with clock.time("write"):
-            store.add(done.batch, done.rows, done.n_images)
-        on_done(done)
+    def keep(scored: ScoredBatch) -> None:
+        with clock.time("gallery"):
+            due = feed.ready(scored)
+        for done in due:
+            for warning in done.warnings:
+                log.warning(warning)
+            clock.merge(done.seconds)
+            with clock.time("write"):
+                store.add(done.batch, done.rows, done.n_images)
+            on_done(done)
 
     batches = [b for b in todo if b >= 0]
     decode_workers, scoring_workers = worker_counts(spec, len(batches))
@@ -281,7 +310,7 @@ def _score_batches(spec: RunSpec, todo: list[int], store: RecordStore, clock: St
                     if loaded is None:
                         break
                     clock.add("decode", loaded.decode_seconds)
-                    job = _explain_batch(spec, explainer, loaded, clock, first, device_measure)
+                    job = _explain_batch(spec, explainer, loaded, clock, first, device_measure, feed)
                     first = False
                     if waiting is not None:  # queued after this batch's device work: the copies overlap it
                         pool.submit(_on_host(*waiting))
@@ -324,18 +353,25 @@ def _clock_method_rules(explainer: Explainer, clock: StageClock) -> None:
 
 
 def _explain_batch(
-    spec: RunSpec, explainer: Explainer, loaded: LoadedBatch, clock: StageClock, first: bool, device_measure: bool
+    spec: RunSpec, explainer: Explainer, loaded: LoadedBatch, clock: StageClock, first: bool, device_measure: bool, feed: MapFeed,
 ) -> tuple[BatchJob, Any]:
     """A loaded batch through the network (one pass per input shape) -> its scoring job, and the
-    CUDA event after which its device results are on the host (None on the CPU)."""
+    CUDA event after which its device results are on the host (None on the CPU). The gallery's
+    maps and photos stay here (feed.hold) until the batch's rows are back."""
     items: list[ImageMaps | SkippedImage] = [SkippedImage(s.entry.image_id, s.skip_reason or "") for s in loaded.skipped]
     scored_any = False
     for batch in loaded.batches:
         group, scored = _isolating_failures(
-            lambda b: _explain_group(spec, explainer, b, clock, device_measure), batch, spec, raise_all=first and not scored_any
+            lambda b: _explain_group(spec, explainer, b, clock, device_measure, feed), batch, spec, raise_all=first and not scored_any
         )
         items.extend(group)
         scored_any |= scored
+    held = []
+    for item in items:
+        if isinstance(item, ImageMaps) and item.held is not None:
+            held.append(item.held)
+            item.held = None  # not sent to the scoring workers
+    feed.hold(loaded.index, held)
     event = None
     if device_measure and spec.device.type == "cuda":
         event = torch.cuda.Event()
@@ -353,9 +389,13 @@ def _on_host(job: BatchJob, event: Any) -> BatchJob:
     return job
 
 
-def _explain_group(spec: RunSpec, explainer: Explainer, batch: Batch, clock: StageClock, device_measure: bool) -> list[ImageMaps]:
+def _explain_group(
+    spec: RunSpec, explainer: Explainer, batch: Batch, clock: StageClock, device_measure: bool, feed: MapFeed | None = None,
+) -> list[ImageMaps]:
     """One batch of one input shape through the model, the methods and the model metrics: per
-    image what its scoring needs (maps for the workers, or the device part of scoring done)."""
+    image what its scoring needs (maps for the workers, or the device part of scoring done) and,
+    for the gallery, its maps on the host (ImageMaps.held)."""
+    keeping = feed is not None and feed.active
     with clock.time("copy to device"):
         images = batch.images.to(spec.device, non_blocking=True)
     with _autocast(spec), clock.time("forward"):
@@ -382,15 +422,23 @@ def _explain_group(spec: RunSpec, explainer: Explainer, batch: Batch, clock: Sta
         with torch_threads(1):  # as in the scoring workers (on a GPU this only concerns host-side work)
             measured = spec.metrics.measure_images(
                 [(item.sample, {m: v[i, : len(item.classes)] for m, v in maps.items()}, item.classes, item.sources) for i, item in enumerate(items)],
-                pixel_budget=PIXEL_BUDGET, clock=clock,
+                pixel_budget=PIXEL_BUDGET, upsample=spec.transform.upsample, clock=clock,
             )
         for item, chunks in zip(items, measured):
             item.measured = [c.to_host(non_blocking=True) for c in chunks]
+        # the gallery's copies: read once the batch's event has passed (its rows come back later)
+        host_maps = {m: v.to("cpu", non_blocking=True) for m, v in maps.items()} if keeping else {}
     else:
         with clock.time("copy maps to host"):
             host = to_numpy(maps)
         for i, item in enumerate(items):
             item.maps = {m: v[i, : len(item.classes)] for m, v in host.items()}
+        host_maps = {m: torch.from_numpy(v) for m, v in host.items()} if keeping else {}
+    if feed is not None and keeping:
+        with clock.time("gallery"):
+            for i, (sample, item) in enumerate(zip(batch.samples, items)):
+                maps_i = {m: v[i, : len(item.classes)] for m, v in host_maps.items()}
+                item.held = HeldImage(item.sample, feed.keeper.photo_of(sample), maps_i, item.classes, item.sources)
     return items
 
 
@@ -419,10 +467,16 @@ def _isolating_failures(
     return [SkippedImage(image_id, reason)], False
 
 
-def _finish(spec: RunSpec, out_dir: Path, state: RunState, schema: Any, start: float, clock: StageClock, scored: int) -> RunResult:
+def _finish(
+    spec: RunSpec, out_dir: Path, state: RunState, schema: Any, start: float, clock: StageClock, scored: int, feed: MapFeed | None = None,
+) -> RunResult:
     """After the last batch: rank 0 (when every rank is done) joins the parts into records.parquet
-    and writes the summary; a data shard keeps its parts for `python -m wsl_bench.merge`."""
+    and writes the summary, maps.npz and the report; a data shard keeps its parts for
+    `python -m wsl_bench.merge`."""
     distributed.barrier(spec.ranks)
+    if feed is not None and spec.ranks.is_main and spec.shard.count == 1:
+        with clock.time("gallery"):
+            feed.close()  # maps.npz: the gallery's maps and photos
     wall = time.perf_counter() - start
     if not spec.ranks.is_main:
         return RunResult(out_dir, None, None, wall, clock.as_dict())
@@ -450,7 +504,11 @@ def _finish(spec: RunSpec, out_dir: Path, state: RunState, schema: Any, start: f
         part.unlink(missing_ok=True)
     if parts and not any(parts[0].parent.iterdir()):
         parts[0].parent.rmdir()
-    return RunResult(out_dir, records, summary, time.perf_counter() - start, clock.as_dict())
+    wall = time.perf_counter() - start
+    if spec.report.html:  # report.html, figures/, report_tables.md / .tex
+        with clock.time("report"):
+            write_run_report(out_dir)
+    return RunResult(out_dir, records, summary, wall, clock.as_dict())
 
 
 class _NoProgress:

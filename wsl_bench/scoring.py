@@ -51,6 +51,7 @@ class ImageMaps:
     model_columns: dict[tuple[str, int], dict[str, Any]]
     maps: dict[str, np.ndarray] | None = None
     measured: list[MeasuredChunk] | None = None
+    held: Any = None  # the gallery's copy (map_feed.HeldImage), taken off before the job leaves the run's process
 
 
 @dataclass
@@ -86,6 +87,7 @@ class ScoringContext:
     methods: tuple[str, ...]
     labels: RowLabels
     schema: pa.Schema  # the part schema: records + _batch
+    upsample: str = "bilinear"  # transform.upsample
 
 
 def light(sample: Sample) -> Sample:
@@ -122,7 +124,7 @@ def score_job(job: BatchJob, context: ScoringContext) -> ScoredBatch:
                 columns = context.metrics.finish_image(item.sample, chunks_from_numpy(item.measured), clock)
             else:
                 maps = {m: torch.from_numpy(v) for m, v in (item.maps or {}).items()}
-                columns = context.metrics.score_image(item.sample, maps, item.classes, item.sources, clock)
+                columns = context.metrics.score_image(item.sample, maps, item.classes, item.sources, context.upsample, clock)
             for key, values in columns.items():
                 values.update(item.model_columns.get(key, {}))
             with clock.time("rows"):

@@ -13,6 +13,7 @@ from ..errors import DatasetLayoutError
 from ..registry import Registry
 from .decode import ImageDecodeError, decode_rgb
 from .sample import ImageEntry, Sample
+from .subsets import select_subset
 from .transforms import ProtocolTransform, on_input_grid
 
 
@@ -38,8 +39,9 @@ def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
 
 
 def build_dataset(cfg: Any) -> AnnotatedImages:
-    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node)."""
-    return DATASETS.get(cfg.name)(cfg)
+    """Parse the annotations of the dataset described by `cfg` (the `dataset` config node),
+    restricted to `dataset.subset` when set (wsl_bench.data.subsets)."""
+    return select_subset(DATASETS.get(cfg.name)(cfg), cfg.get("subset"))
 
 
 def first_n(items: list, cfg: Any) -> list:
@@ -112,7 +114,7 @@ class DecodedImages(Dataset):
             return Sample(entry, None, (height, width), skip_reason=f"could not transform the image ({type(exc).__name__}: {str(exc)[:120]})")
         sample = Sample(entry, image, (height, width), view=view, notes="; ".join(notes), source_size=(height, width))
         if self.transform.evaluate_at == "input":
-            sample = on_input_grid(sample)
+            sample = on_input_grid(sample, self.transform.gt_to_grid)
         return sample
 
 

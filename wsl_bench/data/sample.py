@@ -23,6 +23,8 @@ class ImageEntry:
     box_labels: [N] class index of each box. box_difficult: [N] bool (VOC "difficult").
     labels: classes present in the image (image-level ground truth).
     masks: optional per-class ground-truth masks at original size, built on demand (COCO).
+    ignore: optional [H, W] bool mask of pixels that pixel-level metrics leave out (OpenImages'
+    ignore regions), at original size, built on demand.
     render: optional generator of the image itself ([3, H, W] uint8, note) for datasets that need
     no files (synthetic); when set, `path` is only a name.
 
@@ -37,6 +39,7 @@ class ImageEntry:
     box_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     box_difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     masks: Callable[[], dict[int, np.ndarray]] | None = None
+    ignore: Callable[[], np.ndarray] | None = None
     # Per-class flags: the class counts only in the "difficult" pointing-game subset.
     difficult_classes: tuple[int, ...] = ()
     # Annotation repairs made while loading (e.g. "clipped 1 box"), recorded per row.

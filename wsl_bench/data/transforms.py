@@ -17,6 +17,13 @@ TRANSFORM_KINDS = ("squash", "shorter_side", "resize_crop")
 # Where maps are scored: on the original image (pointing game, Grad-CAM boxes) or on the network
 # input grid with the ground truth mapped onto it (wsolevaluation: 224x224, boxes rescaled).
 EVALUATE_AT = ("original", "input")
+# How maps are resized onto the evaluation grid (metrics.maps.to_original_size).
+UPSAMPLE = ("bilinear", "bicubic")
+# How ground truth goes onto the network input grid (evaluate_at=input): `span`: a box takes the
+# grid pixels its pixels' span touches, a mask the pixel under each grid pixel's centre;
+# `wsolevaluation`: its resize_bbox (each corner scaled and truncated) and cv2.resize INTER_NEAREST
+# for masks (the pixel at floor(i * source / grid), no half-pixel offset).
+GT_TO_GRID = ("span", "wsolevaluation")
 
 
 @dataclass(frozen=True)
@@ -25,7 +32,9 @@ class ProtocolTransform:
     `shorter_side`: shorter side to `size`, aspect kept (pointing game, TorchRay).
     `resize_crop`: shorter side to `resize`, then center crop size x size (torchvision eval).
     Resizing is bilinear with antialiasing, on uint8 RGB; then (x/255 - mean) / std.
-    `evaluate_at`: "original" or "input" (see EVALUATE_AT)."""
+    `evaluate_at`: "original" or "input" (see EVALUATE_AT); `upsample`: how maps are resized onto
+    the evaluation grid (UPSAMPLE); `gt_to_grid`: how ground truth goes onto the input grid
+    (GT_TO_GRID)."""
 
     kind: str
     size: int
@@ -33,12 +42,18 @@ class ProtocolTransform:
     std: tuple[float, float, float]
     resize: int = 256
     evaluate_at: str = "original"
+    upsample: str = "bilinear"
+    gt_to_grid: str = "span"
 
     def __post_init__(self) -> None:
         if self.kind not in TRANSFORM_KINDS:
             raise ConfigError(f"transform.kind={self.kind!r} is unknown; use one of {', '.join(TRANSFORM_KINDS)}")
         if self.evaluate_at not in EVALUATE_AT:
             raise ConfigError(f"transform.evaluate_at={self.evaluate_at!r} is unknown; use one of {', '.join(EVALUATE_AT)}")
+        if self.upsample not in UPSAMPLE:
+            raise ConfigError(f"transform.upsample={self.upsample!r} is unknown; use one of {', '.join(UPSAMPLE)}")
+        if self.gt_to_grid not in GT_TO_GRID:
+            raise ConfigError(f"transform.gt_to_grid={self.gt_to_grid!r} is unknown; use one of {', '.join(GT_TO_GRID)}")
         if self.kind == "resize_crop" and self.resize < self.size:
             raise ConfigError(f"transform.resize={self.resize} is smaller than transform.size={self.size}; the crop would not fit")
 
@@ -65,59 +80,74 @@ class ProtocolTransform:
         return out, view
 
 
-def boxes_on_grid(boxes: np.ndarray, view: View, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def boxes_on_grid(boxes: np.ndarray, view: View, grid: tuple[int, int], rule: str = "span") -> tuple[np.ndarray, np.ndarray]:
     """Map inclusive original-pixel boxes [N, 4] onto a grid of `grid` = (height, width) pixels
-    covering `view` of the original. A box covers the continuous span [x0, x1 + 1); its image is
-    the set of grid pixels that span touches. Returns the mapped boxes and which boxes keep any
-    pixel on the grid (a center crop can cut boxes off)."""
+    covering `view` of the original. rule `span`: a box covers the continuous span [x0, x1 + 1);
+    its image is the set of grid pixels that span touches. `wsolevaluation`: its resize_bbox,
+    each corner x -> int(x * width / source width) (the far corner can lose a pixel). Returns the
+    mapped boxes and which boxes keep any pixel on the grid (a center crop can cut boxes off)."""
     height, width = grid
-    sx, sy = width / (view.x1 - view.x0), height / (view.y1 - view.y0)
+    span_w, span_h = view.x1 - view.x0, view.y1 - view.y0
     b = boxes.astype(np.float64)
-    x0, x1 = (b[:, 0] - view.x0) * sx, (b[:, 2] + 1 - view.x0) * sx
-    y0, y1 = (b[:, 1] - view.y0) * sy, (b[:, 3] + 1 - view.y0) * sy
-    # 1e-9 absorbs float error so exact multiples land on the pixel they start
-    mapped = np.stack([np.floor(x0 + 1e-9), np.floor(y0 + 1e-9), np.ceil(x1 - 1e-9) - 1, np.ceil(y1 - 1e-9) - 1], axis=1)
+    if rule == "wsolevaluation":  # the same float operations as resize_bbox: (x * new) / old
+        xs, ys = ((b[:, [0, 2]] - view.x0) * width) / span_w, ((b[:, [1, 3]] - view.y0) * height) / span_h
+        mapped = np.floor(np.stack([xs[:, 0], ys[:, 0], xs[:, 1], ys[:, 1]], axis=1))
+    else:
+        sx, sy = width / span_w, height / span_h
+        x0, x1 = (b[:, 0] - view.x0) * sx, (b[:, 2] + 1 - view.x0) * sx
+        y0, y1 = (b[:, 1] - view.y0) * sy, (b[:, 3] + 1 - view.y0) * sy
+        # 1e-9 absorbs float error so exact multiples land on the pixel they start
+        mapped = np.stack([np.floor(x0 + 1e-9), np.floor(y0 + 1e-9), np.ceil(x1 - 1e-9) - 1, np.ceil(y1 - 1e-9) - 1], axis=1)
     keep = (mapped[:, 2] >= 0) & (mapped[:, 3] >= 0) & (mapped[:, 0] <= width - 1) & (mapped[:, 1] <= height - 1)
     mapped[:, [0, 2]] = np.clip(mapped[:, [0, 2]], 0, width - 1)
     mapped[:, [1, 3]] = np.clip(mapped[:, [1, 3]], 0, height - 1)
     return mapped.astype(np.int64), keep
 
 
-def mask_on_grid(mask: np.ndarray, view: View, grid: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resample of a bool mask [H0, W0] onto the grid covering `view`: each grid
-    pixel takes the original pixel under its center."""
+def mask_on_grid(mask: np.ndarray, view: View, grid: tuple[int, int], rule: str = "span") -> np.ndarray:
+    """Nearest-neighbour resample of a bool mask [H0, W0] onto the grid covering `view`. rule
+    `span`: each grid pixel takes the original pixel under its center; `wsolevaluation`: as
+    cv2.resize INTER_NEAREST, the pixel at floor(i * scale), scale = 1 / (grid / source) in float."""
     height, width = grid
     src_h, src_w = mask.shape
-    ys = np.floor(view.y0 + (np.arange(height) + 0.5) * (view.y1 - view.y0) / height).astype(np.int64)
-    xs = np.floor(view.x0 + (np.arange(width) + 0.5) * (view.x1 - view.x0) / width).astype(np.int64)
+    if rule == "wsolevaluation":
+        ys = np.floor(view.y0 + np.arange(height) * (1.0 / (height / (view.y1 - view.y0)))).astype(np.int64)
+        xs = np.floor(view.x0 + np.arange(width) * (1.0 / (width / (view.x1 - view.x0)))).astype(np.int64)
+    else:
+        ys = np.floor(view.y0 + (np.arange(height) + 0.5) * (view.y1 - view.y0) / height).astype(np.int64)
+        xs = np.floor(view.x0 + (np.arange(width) + 0.5) * (view.x1 - view.x0) / width).astype(np.int64)
     return mask[np.ix_(np.clip(ys, 0, src_h - 1), np.clip(xs, 0, src_w - 1))]
 
 
 @dataclass
 class MasksOnGrid:
-    """The entry's per-class masks, resampled onto the network input grid when asked for
-    (picklable, so it can cross DataLoader workers)."""
+    """The entry's masks - per class ({class: mask}) or one (the ignore region) - resampled onto
+    the network input grid when asked for (picklable, so it can cross DataLoader workers)."""
 
-    masks: Callable[[], dict[int, np.ndarray]]
+    masks: Callable[[], dict[int, np.ndarray] | np.ndarray]
     view: View
     grid: tuple[int, int]
+    rule: str = "span"
 
-    def __call__(self) -> dict[int, np.ndarray]:
-        return {c: mask_on_grid(m, self.view, self.grid) for c, m in self.masks().items()}
+    def __call__(self) -> dict[int, np.ndarray] | np.ndarray:
+        masks = self.masks()
+        if isinstance(masks, np.ndarray):
+            return mask_on_grid(masks, self.view, self.grid, self.rule)
+        return {c: mask_on_grid(m, self.view, self.grid, self.rule) for c, m in masks.items()}
 
 
-def on_input_grid(sample: Sample) -> Sample:
+def on_input_grid(sample: Sample, rule: str = "span") -> Sample:
     """The sample with its ground truth mapped onto the network input grid, which becomes the
     evaluation grid (orig_size = input size, full view): maps are then scored at input
     resolution and never upsampled to the original image. Boxes cut off by a crop are dropped;
-    a class that loses all its boxes stays labelled but has no box on the grid."""
+    a class that loses all its boxes stays labelled but has no box on the grid. rule: GT_TO_GRID."""
     assert sample.image is not None and sample.view is not None
     grid = tuple(sample.image.shape[-2:])
     entry = sample.entry
     changes = {}
     notes = sample.notes
     if len(entry.boxes):
-        boxes, keep = boxes_on_grid(entry.boxes, sample.view, grid)
+        boxes, keep = boxes_on_grid(entry.boxes, sample.view, grid, rule)
         changes.update(
             boxes=boxes[keep],
             box_labels=entry.box_labels[keep],
@@ -126,7 +156,9 @@ def on_input_grid(sample: Sample) -> Sample:
         if not keep.all():
             notes = "; ".join(n for n in (notes, f"{int((~keep).sum())} box(es) outside the input crop") if n)
     if entry.masks is not None:
-        changes["masks"] = MasksOnGrid(entry.masks, sample.view, grid)
+        changes["masks"] = MasksOnGrid(entry.masks, sample.view, grid, rule)
+    if entry.ignore is not None:
+        changes["ignore"] = MasksOnGrid(entry.ignore, sample.view, grid, rule)
     changes["size_hint"] = grid
     height, width = grid
     return replace(

@@ -26,7 +26,7 @@ import pyarrow as pa
 import torch
 from torch import nn
 
-from ..config import Settings, settings_from
+from ..config import Settings, plain, settings_from
 from ..data.sample import ImageEntry, Sample
 from ..errors import ConfigError
 from ..registry import Registry, user_target
@@ -104,8 +104,13 @@ class ImageTruth:
 
     @cached_property
     def masks(self) -> dict[int, np.ndarray] | None:
-        """Per-class ground-truth masks [H, W] when the dataset has them (COCO), else None."""
+        """Per-class ground-truth masks [H, W] when the dataset has them (COCO, OpenImages), else None."""
         return self.entry.masks() if self.entry.masks is not None else None
+
+    @cached_property
+    def ignore(self) -> np.ndarray | None:
+        """[H, W] bool: pixels that pixel-level metrics leave out (OpenImages' ignore regions), or None."""
+        return self.entry.ignore() if self.entry.ignore is not None else None
 
 
 @dataclass
@@ -258,7 +263,7 @@ def metric_from_config(key: str, node: Mapping[str, Any], run: RunInfo = RunInfo
     """The unit a `conf/metric/<key>.yaml` node describes and whether it is enabled. `module:` (a
     dotted module or a .py path) is imported first so its @register_metric takes effect;
     `_target_: pkg.module.Class` registers that class under the node's name."""
-    node = dict(node or {})
+    node = dict(plain(node) or {})
     name = str(node.get("name", key))
     cls = user_target(node, "metric", name)
     if cls is not None:
@@ -319,16 +324,17 @@ class MetricSuite:
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
-        clock: StageClock = NoClock(),
+        upsample: str = "bilinear", clock: StageClock = NoClock(),
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
-        (source, rank), upsampled to the evaluation grid a chunk at a time (methods of one grid
-        size per chunk) -> {(method, target column): {column: value}}, `map_status` included."""
-        return self.finish_image(sample, self.measure_images([(sample, maps, classes, sources)], clock=clock)[0], clock)
+        (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
+        at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
+        `map_status` included."""
+        return self.finish_image(sample, self.measure_images([(sample, maps, classes, sources)], upsample=upsample, clock=clock)[0], clock)
 
     def measure_images(
         self, images: Sequence[tuple[Sample, Mapping[str, torch.Tensor], Sequence[int], Sequence[tuple[str, int]]]],
-        pixel_budget: int = 0, clock: StageClock = NoClock(),
+        pixel_budget: int = 0, upsample: str = "bilinear", clock: StageClock = NoClock(),
     ) -> list[list[MeasuredChunk]]:
         """The device part of score_image for several images (sample, maps, classes, sources): per
         image its chunks, upsampled, with their status and every split unit's `measure` (units
@@ -345,7 +351,7 @@ class MetricSuite:
                     pairs = [(m, t) for m in grid for t in range(len(classes))]
                     for start in range(0, len(pairs), MAPS_PER_CHUNK):
                         chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
-                        chunks.append((chunk_pairs, to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view)))
+                        chunks.append((chunk_pairs, to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)))
             group.append((sample, chunks, classes, sources))
             pixels += sum(full.numel() for _, full in chunks)
             if pixels >= pixel_budget:

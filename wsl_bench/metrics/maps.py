@@ -15,19 +15,35 @@ OK, NONFINITE, ALL_ZERO, CONSTANT, NON_POSITIVE = "ok", "nonfinite", "all_zero",
 NO_PEAK = (NONFINITE, ALL_ZERO, CONSTANT)
 
 
-def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View | None = None) -> torch.Tensor:
-    """Bilinearly upsample maps [N, h, w] onto the original image [N, H0, W0].
+# How maps are resized onto the evaluation grid (transform.upsample): torch's bilinear / bicubic
+# (a = -0.75) with half-pixel centres and clamped borders. Bicubic is computed in float64 and
+# rounded to float32: cv2.resize(INTER_CUBIC) on float64, what wsolevaluation runs, to float32
+# rounding, and a constant map stays constant (its float32 weights would not sum to one exactly).
+UPSAMPLE_MODES = ("bilinear", "bicubic")
+
+
+def to_original_size(maps: torch.Tensor, orig_size: tuple[int, int], view: View | None = None, mode: str = "bilinear") -> torch.Tensor:
+    """Upsample maps [N, h, w] onto the original image [N, H0, W0], bilinearly or bicubically
+    (`mode`, one of UPSAMPLE_MODES).
 
     With a view covering only part of the image (center crop), the map fills that rectangle and
     the rest of the image gets the map's minimum: it never holds the peak of a non-constant map
     and leaves the min-max normalization unchanged, but it can reach a cut (e.g. 15% of the max
     when the whole map lies above it), so the metrics take boxes within `view_mask` only."""
+    if mode not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample mode must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")
     height, width = orig_size
     maps = maps.float()
+
+    def resized(size: tuple[int, int]) -> torch.Tensor:
+        if mode == "bicubic":
+            return F.interpolate(maps.double()[:, None], size=size, mode=mode, align_corners=False)[:, 0].float()
+        return F.interpolate(maps[:, None], size=size, mode=mode, align_corners=False)[:, 0]
+
     if view is None or view.is_full(height, width):
-        return F.interpolate(maps[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+        return resized((height, width))
     x0, y0, x1, y1 = _view_rect(orig_size, view)
-    inner = F.interpolate(maps[:, None], size=(y1 - y0, x1 - x0), mode="bilinear", align_corners=False)[:, 0]
+    inner = resized((y1 - y0, x1 - x0))
     floor = inner.flatten(1).amin(dim=1)
     out = floor[:, None, None].expand(-1, height, width).clone()
     out[:, y0:y1, x0:x1] = inner

@@ -8,12 +8,14 @@ MaxBoxAccV2: the best-matching box among all components, at delta = 0.3 / 0.5 / 
 accuracy is taken per tau over all images, maximized over tau (separately per delta), and V2
 averages the three maxima.
 
-Differences from wsolevaluation, each deliberate: it traces cv2 contours on the map resized to
-224 x 224 and quantized to uint8, cuts with cv2.THRESH_BINARY (value > int(tau * 255)), ranks
-contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel wider than the contour
-(box_convention="wsolevaluation" reproduces that box). Here components are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked
-by pixel count (ties: first in raster order), boxes are tight inclusive corners, and the
-comparison (`ge`, the paper's s >= tau, or `gt`) is configuration.
+mode=components (default) differs from wsolevaluation, deliberately: it traces cv2 contours
+(holes included) on the map quantized to uint8, cuts with cv2.THRESH_BINARY (value >
+int(tau * 255)), ranks contours by polygon area and makes boxes (x, y, x + w, y + h), one pixel
+wider than the contour (box_convention="wsolevaluation" reproduces that box). Here components
+are pixel-connected (8-connectivity by default, as cv2's outer contours), ranked by pixel count
+(ties: first in raster order), boxes are tight inclusive corners, and the comparison (`ge`, the
+paper's s >= tau, or `gt`) is configuration. mode=wsolevaluation is its BoxEvaluator exactly
+(metrics.wsol_contours).
 
 Speed: all thresholds are scored from one pass over the pixels, never by re-labeling the map per
 threshold. Each pixel points to its best neighbour (higher level, ties by raster index); pointer
@@ -41,7 +43,7 @@ from ..config import setting
 from ..errors import ConfigError
 from .aggregate import MetricData, best_of_curves, curve_max, curve_max_mean, gt_rows, hit_matrix, with_values
 from .base import ImageTruth, MapChunk, MapMetric, Measured, MetricSettings, Statistic, register_metric
-from .localization import box_iou_matrix
+from .localization import box_iou_matrix, predicted_rows
 from .maps import NO_PEAK
 
 _OFFSETS = {
@@ -92,6 +94,7 @@ class Components:
     area: np.ndarray  # [C]
     first: np.ndarray  # [C] raster index of its first pixel
     boxes: np.ndarray  # [C, 4]
+    weight: np.ndarray | None = None  # [C] sum of the pixels' `weights` (threshold_components), when given
 
 
 def _levels(v: np.ndarray, thresholds: np.ndarray, comparison: str) -> np.ndarray:
@@ -137,10 +140,11 @@ def _shifted(a: np.ndarray, dy: int, dx: int) -> tuple[tuple[slice, slice], tupl
 
 
 def threshold_components(
-    v: np.ndarray, thresholds: np.ndarray, comparison: str = "ge", connectivity: int = 8
+    v: np.ndarray, thresholds: np.ndarray, comparison: str = "ge", connectivity: int = 8, weights: np.ndarray | None = None
 ) -> Components:
     """All components of the masks {v >= t} (or {v > t}) for every t in thresholds, from one
-    pass over the pixels (see the module docstring). v: [H, W] finite."""
+    pass over the pixels (see the module docstring). v: [H, W] finite. weights [H, W]: per-pixel
+    values summed over each component like its pixel count (Components.weight)."""
     if connectivity not in _OFFSETS:
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity}")
     height, width = v.shape
@@ -183,6 +187,7 @@ def threshold_components(
     flat_index = index
     big = size
     count = np.bincount(code, minlength=n_codes).reshape(n_pieces, n_thr + 1)
+    weighted = None if weights is None else np.bincount(code, weights=np.ravel(weights), minlength=n_codes)
     first = np.full(n_codes, big, dtype=np.int64)
     np.minimum.at(first, code, flat_index)
     last = np.full(n_codes, -1, dtype=np.int64)
@@ -197,6 +202,7 @@ def threshold_components(
         return op.accumulate(a, axis=1)[:, ::-1][:, 1:]  # column k: levels > k
 
     area = from_top(count, np.add)
+    weight_k = None if weighted is None else from_top(weighted, np.add)
     first_k, last_k = from_top(first, np.minimum), from_top(last, np.maximum)
     x0_k, x1_k = from_top(x_min, np.minimum), from_top(x_max, np.maximum)
 
@@ -244,7 +250,8 @@ def threshold_components(
     bx1 = np.full(n_comp, -1, dtype=np.int64)
     np.maximum.at(bx1, comp, x1_k.ravel()[alive])
     boxes = np.stack([bx0, out_first // width, bx1, out_last // width], axis=1)
-    return Components(level, out_area, out_first, boxes)
+    out_weight = None if weight_k is None else np.bincount(comp, weights=weight_k.ravel()[alive], minlength=n_comp)
+    return Components(level, out_area, out_first, boxes, out_weight)
 
 
 def threshold_components_relabel(
@@ -289,25 +296,51 @@ def sweep_ious(components: Components, gt_boxes: np.ndarray, n_thresholds: int) 
     return largest, best
 
 
+# What each mode means by the settings left unset (null): mode=wsolevaluation fixes them to its
+# cv2 contours (cut q > int(tau * max q), 8-connected components, boxes (x, y, x + w, y + h)).
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "components": {"comparison": "ge", "connectivity": 8, "box_convention": "tight"},
+    "wsolevaluation": {"comparison": "gt", "connectivity": 8, "box_convention": "wsolevaluation"},
+}
+
+
 @dataclass(frozen=True)
 class MaxBoxAccSettings(MetricSettings):
-    """Choe et al. 2020 defaults: thresholds 0..0.99 step 0.01, s >= tau on the min-max
-    normalized map (`gt`: s > tau, wsolevaluation's cv2.THRESH_BINARY), 8-connectivity, IoU
-    levels 0.3 / 0.5 / 0.7 for V2, V1 at IoU 0.5. box_convention: `tight` inclusive box of the
-    component; `wsolevaluation`: its cv2 box (x, y, x + w, y + h), one pixel wider and taller,
-    clipped to the image."""
+    """Choe et al. 2020 defaults: thresholds 0..0.99 step 0.01, IoU levels 0.3 / 0.5 / 0.7 for V2,
+    V1 at IoU 0.5. mode `components`: connected components of the float map, s >= tau on the
+    min-max normalized map (`comparison=gt`: s > tau), 8-connectivity, box_convention `tight`
+    (inclusive box of the component) or `wsolevaluation` (its cv2 box (x, y, x + w, y + h), one
+    pixel wider and taller, clipped to the image). mode `wsolevaluation`: wsolevaluation's
+    BoxEvaluator exactly (metrics.wsol_contours), which fixes comparison, connectivity and
+    box_convention (left null, or set to what it uses). top1: also the top-1 statistics (a box
+    counts only when the image's top-1 prediction is its class)."""
 
     step: float = setting(0.01, gt=0, lt=1)
     iou_thresholds: tuple[float, ...] = (0.3, 0.5, 0.7)
-    comparison: Literal["ge", "gt"] = "ge"
-    connectivity: Literal[4, 8] = 8
+    mode: Literal["components", "wsolevaluation"] = "components"
+    comparison: Literal["ge", "gt"] | None = None  # null: the mode's (MODE_DEFAULTS)
+    connectivity: Literal[4, 8] | None = None
     v1_iou: float = setting(0.5, gt=0, le=1)
-    box_convention: Literal["tight", "wsolevaluation"] = "tight"
+    box_convention: Literal["tight", "wsolevaluation"] | None = None
+    top1: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.iou_thresholds or not all(0 < v <= 1 for v in self.iou_thresholds):
             raise ConfigError(f"{self.config_path}.iou_thresholds={list(self.iou_thresholds)} must be a non-empty list of values in (0, 1]")
+        if self.mode == "wsolevaluation":
+            for key, value in MODE_DEFAULTS["wsolevaluation"].items():
+                given = getattr(self, key)
+                if given is not None and given != value:
+                    raise ConfigError(
+                        f"{self.config_path}.{key}={given} does not apply with {self.config_path}.mode=wsolevaluation, whose cv2 "
+                        f"contours fix it to {value}; drop it or use {self.config_path}.mode=components"
+                    )
+
+    def effective(self, key: str) -> Any:
+        """A setting as scored: its value, or the mode's when left null."""
+        value = getattr(self, key)
+        return MODE_DEFAULTS[self.mode][key] if value is None else value
 
 
 def boxacc_hits(
@@ -317,8 +350,12 @@ def boxacc_hits(
     valid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hit vectors of one map over the threshold sweep: (v1 [K], v2 [n_iou, K]) booleans.
-    A map that cannot be normalized (None, non-finite, constant) misses at every threshold.
-    valid [H, W] bool: the pixels the map covers (a center crop); the others are in no mask."""
+    A map that cannot be normalized (None, non-finite, constant) misses at every threshold, except
+    that mode=wsolevaluation scores a non-finite or constant map as its all-zero map (box
+    (0, 0, 0, 0)), as wsolevaluation does. valid [H, W] bool: the pixels the map covers (a center
+    crop); the others are in no mask."""
+    if protocol.mode == "wsolevaluation" and saliency is not None:
+        return contour_hits(saliency, gt_boxes, protocol, valid)
     v = None
     if saliency is not None and len(gt_boxes):
         maps = torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, torch.Tensor) else saliency.detach().cpu())[None]
@@ -327,20 +364,29 @@ def boxacc_hits(
     return sweep_hits(v, gt_boxes, protocol)
 
 
+def contour_hits(
+    saliency: np.ndarray | torch.Tensor, gt_boxes: np.ndarray, protocol: MaxBoxAccSettings, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """boxacc_hits of mode=wsolevaluation: wsolevaluation's cv2 contour boxes (metrics.wsol_contours)."""
+    from .wsol_contours import contour_ious  # (imported here: that module builds on this one)
+
+    largest, best = contour_ious(saliency, gt_boxes, sweep_thresholds(protocol.step), valid)
+    return largest >= protocol.v1_iou, best[None, :] >= np.asarray(protocol.iou_thresholds)[:, None]
+
+
 def sweep_hits(v: np.ndarray | None, gt_boxes: np.ndarray, protocol: MaxBoxAccSettings) -> tuple[np.ndarray, np.ndarray]:
     """boxacc_hits of a normalized map v [H, W] (minmax_normalized; None: misses everywhere)."""
     thresholds = sweep_thresholds(protocol.step)
     n_iou = len(protocol.iou_thresholds)
     if v is None or len(gt_boxes) == 0:
         return np.zeros(len(thresholds), bool), np.zeros((n_iou, len(thresholds)), bool)
-    comps = threshold_components(v, thresholds, protocol.comparison, protocol.connectivity)
-    if protocol.box_convention == "wsolevaluation":
+    comps = threshold_components(v, thresholds, protocol.effective("comparison"), protocol.effective("connectivity"))
+    if protocol.effective("box_convention") == "wsolevaluation":
         height, width = v.shape
         comps.boxes[:, 2] = np.minimum(comps.boxes[:, 2] + 1, width - 1)
         comps.boxes[:, 3] = np.minimum(comps.boxes[:, 3] + 1, height - 1)
     largest, best = sweep_ious(comps, gt_boxes, len(thresholds))
-    deltas = np.asarray(protocol.iou_thresholds)[:, None]
-    return largest >= protocol.v1_iou, best[None, :] >= deltas
+    return largest >= protocol.v1_iou, best[None, :] >= np.asarray(protocol.iou_thresholds)[:, None]
 
 
 def max_box_acc(v1_hits: np.ndarray, v2_hits: np.ndarray) -> dict[str, object]:
@@ -373,25 +419,36 @@ class MaxBoxAcc(MapMetric):
         ("boxacc_v2_hits", pa.list_(pa.bool_())),  # per IoU level, per threshold (row-major): best box hits
     )
 
-    @staticmethod
-    def _scored(chunk: MapChunk, truth: ImageTruth) -> tuple[list[int], list[int]]:
-        """The maps scored (ground-truth targets whose class has boxes) and those of them with a peak."""
+    def _scored(self, chunk: MapChunk, truth: ImageTruth) -> tuple[list[int], list[int]]:
+        """The maps scored (ground-truth targets whose class has boxes) and those of them swept:
+        with a peak, or all of them with mode=wsolevaluation (which scores an unnormalizable map
+        as all zero)."""
         chosen = [i for i, cls in enumerate(chunk.classes) if chunk.is_gt[i] and len(truth.boxes_of(int(cls)))]
+        if self.settings.mode == "wsolevaluation":
+            return chosen, chosen
         return chosen, [i for i in chosen if chunk.status[i] not in NO_PEAK]
 
     def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
-        _, with_peak = self._scored(chunk, truth)
-        if not with_peak:
+        _, swept = self._scored(chunk, truth)
+        if not swept:
             return {}
-        normalized, ok = minmax_normalized(chunk.maps[with_peak], truth.valid)
+        if self.settings.mode == "wsolevaluation":  # its contours take the map itself (float32, smaller than normalized)
+            return {"maps": chunk.maps[swept]}
+        normalized, ok = minmax_normalized(chunk.maps[swept], truth.valid)
         return {"normalized": normalized, "ok": ok}
 
     def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
-        chosen, with_peak = self._scored(chunk, truth)
-        normalized = dict(zip(with_peak, measured["normalized"].numpy())) if with_peak else {}
-        ok = dict(zip(with_peak, measured["ok"].tolist())) if with_peak else {}
+        chosen, swept = self._scored(chunk, truth)
         v1: list[list[bool] | None] = [None] * len(chunk)
         v2: list[list[bool] | None] = [None] * len(chunk)
+        if self.settings.mode == "wsolevaluation":
+            valid = None if truth.valid is None else truth.valid.cpu().numpy()
+            for j, i in enumerate(swept):
+                hit1, hit2 = contour_hits(measured["maps"][j], truth.boxes_of(int(chunk.classes[i])), self.settings, valid)
+                v1[i], v2[i] = hit1.tolist(), hit2.ravel().tolist()
+            return {"boxacc_v1_hits": v1, "boxacc_v2_hits": v2}
+        normalized = dict(zip(swept, measured["normalized"].numpy())) if swept else {}
+        ok = dict(zip(swept, measured["ok"].tolist())) if swept else {}
         for i in chosen:
             hit1, hit2 = sweep_hits(normalized[i] if ok.get(i) else None, truth.boxes_of(int(chunk.classes[i])), self.settings)
             v1[i], v2[i] = hit1.tolist(), hit2.ravel().tolist()
@@ -403,10 +460,36 @@ class MaxBoxAcc(MapMetric):
             Statistic("maxboxacc", self._best("boxacc_v1_hits"), lower_is_better=False),
             Statistic("maxboxacc_v2", self._best("boxacc_v2_hits", groups=len(ious)), lower_is_better=False),
         ]
-        return stats + [
+        stats += [
             Statistic(f"maxboxacc_v2_iou{round(100 * iou)}", self._best("boxacc_v2_hits", groups=len(ious), level=j), lower_is_better=False)
             for j, iou in enumerate(ious)
         ]
+        if self.settings.top1:
+            stats += [
+                Statistic("maxboxacc_top1", self._best_top1("boxacc_v1_hits"), lower_is_better=False),
+                Statistic("maxboxacc_v2_top1", self._best_top1("boxacc_v2_hits", groups=len(ious)), lower_is_better=False),
+            ]
+        return stats
+
+    def _best_top1(self, column: str, groups: int = 1):
+        """Top-1 MaxBoxAcc: per image, the hits of the GT-class map of its top-1 prediction when
+        that prediction is one of its GT classes, else misses at every threshold; one unit per
+        image (for single-label data: GT-known hits and a right top-1 class), best threshold over
+        the dataset. Needs the predictions (targets.topk >= 1)."""
+
+        def build(rows: pd.DataFrame, images: pd.Index) -> MetricData | None:
+            picked = with_values(gt_rows(rows), column)
+            if self.run.topk < 1 or not len(picked):
+                return None
+            top1 = predicted_rows(rows, 1).drop_duplicates("image_id").set_index("image_id")["target"]
+            right = (picked["target"].to_numpy() == picked["image_id"].map(top1).to_numpy()).astype(np.float64)
+            hits = hit_matrix(picked, column) * right[:, None]
+            image_ids, position = np.unique(picked["image_id"].to_numpy(), return_inverse=True)
+            per_image = np.zeros((len(image_ids), hits.shape[1]))
+            np.add.at(per_image, position, hits)  # at most one right row per image
+            return best_of_curves(pd.DataFrame({"image_id": image_ids}), per_image, images, groups)
+
+        return build
 
     @staticmethod
     def _best(column: str, groups: int = 1, level: int | None = None):
@@ -420,6 +503,10 @@ class MaxBoxAcc(MapMetric):
             return best_of_curves(picked, hits, images, groups)
 
         return build
+
+    def provenance(self) -> dict[str, Any]:
+        """The settings as scored: those left null are recorded as the mode made them."""
+        return {**super().provenance(), **{key: self.settings.effective(key) for key in MODE_DEFAULTS[self.settings.mode]}}
 
     def tables(self, records: pd.DataFrame) -> dict[str, pd.DataFrame]:
         """boxacc_curves: accuracy (%) per threshold per method: columns method, version (v1 / v2),

@@ -20,6 +20,8 @@ class LoadedModel:
     target_layer: dotted module name whose output the CAM methods explain.
     mean/std: per-channel input normalization on [0, 1] RGB.
     multilabel: scores are independent sigmoids (VOC/COCO heads) rather than a softmax.
+    predicts: False for a stand-in without a classifier (model=none): it makes no predictions,
+    so a run explains ground-truth classes only and scores no model-based metric.
     """
 
     module: nn.Module
@@ -30,6 +32,7 @@ class LoadedModel:
     num_classes: int
     multilabel: bool = False
     weights: str = ""
+    predicts: bool = True
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=-1)
@@ -39,17 +42,31 @@ ModelBuilder = Callable[[Any], LoadedModel]
 MODELS: Registry[ModelBuilder] = Registry("model", "wsl_bench.models.zoo")
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Register `builder(cfg) -> LoadedModel` under `name` (the `model.name` config value)."""
-    return MODELS.decorator(name)
+def register_model(name: str, *, sized_by_dataset: bool = False) -> Callable[[ModelBuilder], ModelBuilder]:
+    """Register `builder(cfg) -> LoadedModel` under `name` (the `model.name` config value).
+    sized_by_dataset: the builder is called as `builder(cfg, dataset_classes)`, its class count
+    taken from the dataset (a model with no trained head, e.g. model=none)."""
+
+    def wrap(builder: ModelBuilder) -> ModelBuilder:
+        builder.sized_by_dataset = sized_by_dataset  # type: ignore[attr-defined]
+        return MODELS.register(name, builder)
+
+    return wrap
 
 
-def create_model(cfg: Any) -> LoadedModel:
+def create_model(cfg: Any, dataset_classes: int | None = None) -> LoadedModel:
     """Build the model described by the `model` config node, in eval mode, on CPU. The target
     layer name is checked here, before any compute, and candidates are listed on a typo.
-    `model.multilabel=true` scores classes with independent sigmoids (VOC-20 / COCO-80 heads)."""
+    `model.multilabel=true` scores classes with independent sigmoids (VOC-20 / COCO-80 heads).
+    `dataset_classes`: the dataset's class count, for builders registered sized_by_dataset."""
     # `model.source` names the builder for model families (torchvision, timm); else the name does
-    loaded = MODELS.get(cfg.get("source") or cfg.name)(cfg)
+    builder = MODELS.get(cfg.get("source") or cfg.name)
+    if getattr(builder, "sized_by_dataset", False):
+        if not dataset_classes:
+            raise ConfigError(f"model {cfg.name} takes its class count from the dataset; pass create_model(cfg, dataset_classes=N)")
+        loaded = builder(cfg, dataset_classes)
+    else:
+        loaded = builder(cfg)
     if cfg.get("target_layer"):
         loaded.target_layer = cfg.target_layer
     if not loaded.target_layer:

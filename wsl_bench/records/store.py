@@ -16,7 +16,7 @@ import errno
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -74,7 +74,10 @@ def done_batches(parts: Iterable[Path]) -> set[int]:
 class RecordStore:
     """Buffers scored batches and flushes them as part files of this process (`tag`: r<rank>)."""
 
-    def __init__(self, run_dir: Path, schema: pa.Schema, tag: str = "r0", flush_images: int = 256, flush_seconds: float = 30.0) -> None:
+    def __init__(
+        self, run_dir: Path, schema: pa.Schema, tag: str = "r0", flush_images: int = 256, flush_seconds: float = 30.0,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.part_dir = self.run_dir / PART_DIR
         self.part_dir.mkdir(parents=True, exist_ok=True)
@@ -88,6 +91,8 @@ class RecordStore:
         self._pending: list[pa.RecordBatch] = []
         self._pending_images = 0
         self._last_flush = time.monotonic()
+        # called before each part is written: state that must cover every stored batch (the gallery's)
+        self.before_write = before_write
 
     def add(self, batch: int, rows: pa.RecordBatch, n_images: int) -> None:
         """A batch's rows (schema + `_batch`); flushed when enough images or time have passed."""
@@ -102,6 +107,8 @@ class RecordStore:
         if not self._pending:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
+        if self.before_write is not None:
+            self.before_write()
         write_atomic(table, self.part_dir / f"part-{self.tag}-{self._next:06d}.parquet", "a records part")
         self._next += 1
         self._pending, self._pending_images = [], 0
