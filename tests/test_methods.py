@@ -9,7 +9,8 @@ from torch import nn
 from wsl_bench import explain
 from wsl_bench.errors import ConfigError
 from wsl_bench.methods import METHODS, Explainer
-from wsl_bench.methods.core import guided_relu_rule, register_method
+from wsl_bench.methods.builtin.excitation_backprop import excitation_rules
+from wsl_bench.methods.core import deconvnet_relu_rule, guided_relu_rule, register_method
 
 torch.set_default_dtype(torch.float32)
 
@@ -59,10 +60,18 @@ CHEAP = {
     "rise": {"n_masks": 24, "cells": 4, "batch_size": 10},
     "smoothgradcampp": {"samples": 3},
     "scorecam": {"batch_size": 5},
+    "scorecam_channel_softmax": {"batch_size": 5},
     "ablationcam": {"batch_size": 4},
+    "extremal_perturbation": {"areas": [0.1, 0.3], "max_iter": 3, "step": 2, "sigma": 2.0, "batch_size": 3},
+    "smoothgrad": {"samples": 3, "batch_size": 4},
+    "integrated_gradients": {"steps": 4, "batch_size": 5},
+    "meaningful_perturbation": {"iterations": 3, "batch_size": 3, "mask_scale": 4},
 }
 BUILTINS = sorted(n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin."))
-PIXEL_METHODS = {"gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center"}
+PIXEL_METHODS = {
+    "gradient", "guided_backprop", "guided_gradcam", "occlusion", "rise", "center", "scorecam", "smoothgrad",
+    "integrated_gradients", "meaningful_perturbation", "deconvnet", "extremal_perturbation",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -86,7 +95,7 @@ def test_every_builtin_has_its_yaml():
 
     conf = Path(__file__).resolve().parent.parent / "conf" / "method"
     builtins = [n for n in METHODS.names() if METHODS.get(n).fn.__module__.startswith("wsl_bench.methods.builtin.")]
-    assert len(builtins) == 18
+    assert len(builtins) == 26  # 18 CAM-family + 4 TorchRay-benchmark + 4 attribution methods
     for name in builtins:
         text = (conf / f"{name}.yaml").read_text()
         assert text.startswith(f"# @package method.{name}\n") and f"name: {name}\n" in text
@@ -304,15 +313,16 @@ def test_hooks_flags_and_mode_restored_after_an_exception(tiny):
     flags = [p.requires_grad for p in tiny.parameters()]
     with pytest.raises(RuntimeError, match="boom"):
         explain(tiny, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]), methods=["_test_boom"], target_layer="features.3")
-    with pytest.raises(RuntimeError, match="inside"):
-        with guided_relu_rule(tiny):
-            raise RuntimeError("inside")
+    for rule in (guided_relu_rule, deconvnet_relu_rule, excitation_rules):
+        with pytest.raises(RuntimeError, match="inside"):
+            with rule(tiny):
+                raise RuntimeError("inside")
     assert tiny.training and [p.requires_grad for p in tiny.parameters()] == flags
     assert all(not m._forward_hooks and not m._backward_hooks for m in tiny.modules())
     assert torch.is_grad_enabled()
     # and after a successful call too, in eval mode, with no parameter gradient accumulated
     tiny.eval()
-    explain(tiny, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]), methods=list(CHEAP) + ["guided_gradcam"], target_layer="features.3", params=CHEAP)
+    explain(tiny, torch.randn(2, 3, 16, 16), torch.tensor([0, 1]), methods=list(CHEAP) + ["guided_gradcam", "deconvnet", "excitation_backprop", "contrastive_excitation_backprop"], target_layer="features.3", params=CHEAP)
     assert not tiny.training and all(p.grad is None for p in tiny.parameters())
     assert all(not m._forward_hooks for m in tiny.modules())
 

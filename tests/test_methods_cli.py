@@ -48,12 +48,14 @@ def test_every_other_builtin_runs_through_the_cli_on_the_real_model(tmp_path):
     # cam needs the GAP head's layer and runs in the test above.
     names = (
         "gradcam_neg,hirescam,smoothgradcampp,xgradcam,layercam,eigencam,gradient,guided_backprop,"
-        "guided_gradcam,center,random,scorecam,ablationcam,occlusion,rise"
+        "guided_gradcam,center,random,scorecam,scorecam_channel_softmax,ablationcam,occlusion,rise,smoothgrad,"
+        "integrated_gradients,meaningful_perturbation"
     )
     result = run_cli(
         f"method=[{names}]", "model.target_layer=blocks.0", "transform.size=112",
         "method.smoothgradcampp.params.samples=2", "method.occlusion.params.patch=56",
-        "method.occlusion.params.stride=56", "method.rise.params.n_masks=8",
+        "method.occlusion.params.stride=56", "method.rise.params.n_masks=8", "method.smoothgrad.params.samples=2",
+        "method.integrated_gradients.params.steps=2", "method.meaningful_perturbation.params.iterations=2",
         "dataset.limit=1", "targets.topk=1", cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]

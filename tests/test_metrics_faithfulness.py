@@ -169,3 +169,13 @@ def test_occlusion_correlation_exact_for_a_linear_model_and_cache_reuse(tmp_path
     ]}
     assert len(keys) == 6
     assert OcclusionCache(tmp_path, "linear|test", OcclusionSettings(patch=4, stride=2, chunk_size=3)).key(image[0]) == cache.key(image[0])
+
+
+def test_mean_curve_puts_curves_of_different_step_counts_on_one_grid():
+    from wsl_bench.metrics.insertion_deletion import mean_curve
+
+    fraction, mean = mean_curve([np.array([0.0, 1.0, 0.5]), np.array([1.0, 0.0, 0.5])])
+    assert fraction.tolist() == [0.0, 0.5, 1.0] and mean.tolist() == [0.5, 0.5, 0.5]
+    # y = x sampled with 1 and with 2 steps, and y = 1: on the 101-point grid the mean is (2x + 1) / 3
+    fraction, mean = mean_curve([np.array([0.0, 1.0]), np.array([0.0, 0.5, 1.0]), np.ones(4)])
+    assert len(fraction) == 101 and np.allclose(mean, (2 * fraction + 1) / 3)

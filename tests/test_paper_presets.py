@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,7 @@ def missing(*needs: str) -> list[str]:
     """The needs not on this branch: `group=option` (a conf/ yaml), `metric.<name>.<key>` (a
     metric setting), `method.<name>.<param>` (a method parameter)."""
     from wsl_bench.methods import METHODS
+    from wsl_bench.methods.core import accepted_params
     from wsl_bench.metrics import METRICS
 
     out = []
@@ -57,7 +57,7 @@ def missing(*needs: str) -> list[str]:
             if kind == "metric":
                 ok = METRICS.get_or_none(name) is not None and key in METRICS.get(name).Settings.__dataclass_fields__
             else:
-                ok = METHODS.get_or_none(name) is not None and key in inspect.signature(METHODS.get(name).fn).parameters
+                ok = METHODS.get_or_none(name) is not None and key in (accepted_params(METHODS.get(name)) or [key])
         if not ok:
             out.append(need)
     return out

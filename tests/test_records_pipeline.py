@@ -105,3 +105,22 @@ def test_occlusion_maps_come_from_the_cache_on_a_second_run(first_run, tmp_path)
     a = result.records.sort_values(key)["occlusion_corr"].to_numpy()
     b = again.records.sort_values(key)["occlusion_corr"].to_numpy()
     assert np.array_equal(np.isnan(a.astype(float)), np.isnan(b.astype(float))) and np.allclose(np.nan_to_num(a.astype(float)), np.nan_to_num(b.astype(float)))
+
+
+def test_insertion_deletion_curves_are_kept_and_averaged(first_run):
+    """step=0.25: 5 points per curve (0, 1/4, ..., all pixels); the mean curve's trapezoid area is
+    the mean of the rows' AUCs (the AUC is linear in the curve)."""
+    _, result = first_run
+    rec = result.records
+    scored = rec[rec["insertion_auc"].notna()]
+    assert scored["insertion_curve"].map(len).eq(5).all() and scored["deletion_curve"].map(len).eq(5).all()
+    assert rec.loc[rec["insertion_auc"].isna(), "insertion_curve"].isna().all()
+    first = scored.iloc[0]
+    assert np.isclose(np.trapezoid(first["insertion_curve"], dx=0.25), first["insertion_auc"], atol=1e-6)
+    curves = pd.read_csv(result.out_dir / "insertion_deletion_curves.csv")
+    assert set(curves["method"]) == {"gradcam", "test_scaled_gradcam"} and set(curves["mode"]) == {"insertion", "deletion"}
+    for (method, mode), rows in curves.groupby(["method", "mode"]):
+        assert rows["fraction"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+        aucs = scored.loc[scored["method"] == method, f"{mode}_auc"]
+        assert rows["n_maps"].iloc[0] == len(aucs)
+        assert np.isclose(np.trapezoid(rows["prob"], rows["fraction"]), aucs.mean(), atol=1e-6)

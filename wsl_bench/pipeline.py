@@ -145,7 +145,7 @@ def build_run_spec(cfg: DictConfig) -> RunSpec:
             f"trained on it, e.g. model=torchvision model.name=resnet50 model.checkpoint=/path/to/weights.pth{multilabel} model.num_classes={n}"
         )
     methods, params = method_settings(cfg)
-    Explainer(model.module, model.target_layer, methods, params)  # checks method names and params now
+    Explainer(model.module, model.target_layer, methods, params, model.probabilities)  # checks method names and params now
     targets = sections["targets"]
     run_info = RunInfo(topk=targets.topk, model_id=f"{model.name}|{model.weights}", num_classes=len(data.class_names))
     metrics = create_metrics(cfg.get("metric"), run_info)
@@ -268,7 +268,12 @@ def _score_batches(
 ) -> None:
     """Explain and score the batches `todo` (in order), storing each as it finishes (in order
     when the gallery keeps maps: `feed` offers their images first)."""
-    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample)
+    batches = [b for b in todo if b >= 0]
+    model = spec.model.module.to(spec.device) if batches else spec.model.module
+    explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params, spec.model.probabilities)
+    # the methods' at-image-size steps run where the maps are upsampled (a scoring worker; forked, so nothing is pickled)
+    at_image_size = explainer.at_image_size if any(s.at_image_size is not None for s in explainer.specs) else None
+    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample, at_image_size)
 
     def keep(scored: ScoredBatch) -> None:
         with clock.time("gallery"):
@@ -281,7 +286,6 @@ def _score_batches(
                 store.add(done.batch, done.rows, done.n_images)
             on_done(done)
 
-    batches = [b for b in todo if b >= 0]
     decode_workers, scoring_workers = worker_counts(spec, len(batches))
     device_measure = spec.scoring.device_measure is True or (spec.scoring.device_measure == "auto" and spec.device.type == "cuda")
     with ScoringPool(context, scoring_workers if batches else 0, clock) as pool:
@@ -291,8 +295,6 @@ def _score_batches(
             for done in pool.drain():
                 keep(done)
             return
-        model = spec.model.module.to(spec.device)
-        explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params)
         _clock_method_rules(explainer, clock)
         loader = DataLoader(
             BatchedImages(DecodedImages(spec.dataset.entries, spec.transform), spec.loader.batch_size), batch_size=None, sampler=batches,
@@ -422,7 +424,7 @@ def _explain_group(
         with torch_threads(1):  # as in the scoring workers (on a GPU this only concerns host-side work)
             measured = spec.metrics.measure_images(
                 [(item.sample, {m: v[i, : len(item.classes)] for m, v in maps.items()}, item.classes, item.sources) for i, item in enumerate(items)],
-                pixel_budget=PIXEL_BUDGET, upsample=spec.transform.upsample, clock=clock,
+                pixel_budget=PIXEL_BUDGET, upsample=spec.transform.upsample, at_image_size=explainer.at_image_size, clock=clock,
             )
         for item, chunks in zip(items, measured):
             item.measured = [c.to_host(non_blocking=True) for c in chunks]

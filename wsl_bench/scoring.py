@@ -19,7 +19,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -88,6 +88,7 @@ class ScoringContext:
     labels: RowLabels
     schema: pa.Schema  # the part schema: records + _batch
     upsample: str = "bilinear"  # transform.upsample
+    at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None  # Explainer.at_image_size, for methods with such a step
 
 
 def light(sample: Sample) -> Sample:
@@ -124,7 +125,7 @@ def score_job(job: BatchJob, context: ScoringContext) -> ScoredBatch:
                 columns = context.metrics.finish_image(item.sample, chunks_from_numpy(item.measured), clock)
             else:
                 maps = {m: torch.from_numpy(v) for m, v in (item.maps or {}).items()}
-                columns = context.metrics.score_image(item.sample, maps, item.classes, item.sources, context.upsample, clock)
+                columns = context.metrics.score_image(item.sample, maps, item.classes, item.sources, context.upsample, context.at_image_size, clock)
             for key, values in columns.items():
                 values.update(item.model_columns.get(key, {}))
             with clock.time("rows"):

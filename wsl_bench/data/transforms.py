@@ -8,12 +8,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import ConfigError
 from .sample import Sample, View
 
-TRANSFORM_KINDS = ("squash", "shorter_side", "resize_crop")
+TRANSFORM_KINDS = ("squash", "shorter_side", "resize_crop", "torchray")
 # Where maps are scored: on the original image (pointing game, Grad-CAM boxes) or on the network
 # input grid with the ground truth mapped onto it (wsolevaluation: 224x224, boxes rescaled).
 EVALUATE_AT = ("original", "input")
@@ -32,6 +33,9 @@ class ProtocolTransform:
     `shorter_side`: shorter side to `size`, aspect kept (pointing game, TorchRay).
     `resize_crop`: shorter side to `resize`, then center crop size x size (torchvision eval).
     Resizing is bilinear with antialiasing, on uint8 RGB; then (x/255 - mean) / std.
+    `torchray`: shorter side to `size` exactly as TorchRay's `get_transform` (the pointing-game
+    benchmark) does it: on x/255 in float, bilinear without antialiasing (F.interpolate,
+    align_corners=False), the longer side int(size * long / short), then (x - mean) / std.
     `evaluate_at`: "original" or "input" (see EVALUATE_AT); `upsample`: how maps are resized onto
     the evaluation grid (UPSAMPLE); `gt_to_grid`: how ground truth goes onto the input grid
     (GT_TO_GRID)."""
@@ -61,6 +65,11 @@ class ProtocolTransform:
         """image: [3, H, W] uint8 RGB. Returns the normalized float input and its view."""
         height, width = image.shape[-2:]
         view = View(0.0, 0.0, float(width), float(height))
+        if self.kind == "torchray":
+            short, long = sorted((height, width))
+            new_size = [self.size, int(self.size * long / short)] if height <= width else [int(self.size * long / short), self.size]
+            out = F.interpolate(image.float().div(255.0)[None], size=new_size, mode="bilinear", align_corners=False)[0]
+            return TF.normalize(out, list(self.mean), list(self.std)), view
         if self.kind == "squash":
             out = TF.resize(image, [self.size, self.size], antialias=True)
         elif self.kind == "shorter_side":

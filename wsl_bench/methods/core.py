@@ -6,7 +6,12 @@ what it needs from the pass (`layer_grads`, `input_grads`, `guided_input_grads`)
 requested together share one backward; several targets per image share one forward, and the
 backward is batched over targets with `torch.autograd.grad(..., is_grads_batched=True)`.
 Guided backpropagation needs a modified backward (the ReLU rule), so the guided family
-(guided_backprop, guided_gradcam) shares one extra forward/backward of its own.
+(guided_backprop, guided_gradcam) shares one extra forward/backward of its own; other modified
+backward rules (deconvnet, excitation backprop) run their own pass the same way, with every hook
+removed on exit.
+
+A method may also declare a step applied once its maps are resized to the image they are scored
+on (`at_image_size`): TorchRay blurs saliency at that size, so the blur cannot come earlier.
 """
 
 from __future__ import annotations
@@ -24,6 +29,14 @@ from ..models.base import layer_candidates, resolve_layer
 from ..registry import Registry, user_target
 
 
+Scoring = Callable[[torch.Tensor], torch.Tensor]
+
+
+def class_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes (the last dim): the scoring of a single-label classifier."""
+    return torch.softmax(logits, dim=-1)
+
+
 @dataclass
 class Pass:
     """What one forward/backward produced, for a batch of B images and T targets per image.
@@ -34,6 +47,9 @@ class Pass:
     input_grads: [B, T, 3, H, W] d logit[target] / d images (None if no method needs it).
     guided_input_grads: [B, T, 3, H, W] the same through guided backpropagation's ReLU rule.
     model / layer: for methods that run their own (perturbation) forwards.
+    probabilities: the model's scoring function, logits [N, K] -> class probabilities [N, K]
+    (softmax over classes, or independent sigmoids for a multi-label head); methods whose rule
+    reads a class probability (Score-CAM, RISE, occlusion, ...) read it through this.
     """
 
     model: nn.Module
@@ -45,7 +61,8 @@ class Pass:
     layer_grads: torch.Tensor | None = None
     input_grads: torch.Tensor | None = None
     guided_input_grads: torch.Tensor | None = None
-    cache: dict[str, Any] = field(default_factory=dict)  # shared derived tensors, per pass
+    probabilities: Scoring = class_softmax
+    cache: dict[Any, Any] = field(default_factory=dict)  # shared derived tensors, per pass
 
     @property
     def target_scores(self) -> torch.Tensor:
@@ -81,29 +98,41 @@ class MethodSpec:
 
     needs_layer_grads / needs_input_grads: served by the one shared backward.
     needs_guided_input_grads: served by the guided pass (one extra forward/backward with the
-    guided-backpropagation ReLU rule), shared by every method of the guided family."""
+    guided-backpropagation ReLU rule), shared by every method of the guided family.
+    at_image_size: `step(maps [N, H, W], **params) -> [N, H, W]`, applied to the maps once they
+    are resized to the image they are scored on (e.g. a blur relative to the image size)."""
 
     name: str
     fn: MethodFn
     needs_layer_grads: bool = False
     needs_input_grads: bool = False
     needs_guided_input_grads: bool = False
+    at_image_size: MethodFn | None = None
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "wsl_bench.methods.builtin")
 
 
 def register_method(
-    name: str, *, layer_grads: bool = False, input_grads: bool = False, guided_input_grads: bool = False, replace: bool = False
+    name: str,
+    *,
+    layer_grads: bool = False,
+    input_grads: bool = False,
+    guided_input_grads: bool = False,
+    at_image_size: MethodFn | None = None,
+    replace: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn(p: Pass, **params) -> Tensor[B, T, h, w]` as method `name`.
 
+    at_image_size: optional `step(maps [N, H, W], **params)` run on the maps once they are at the
+    size of the image they are scored on; the method's params go to whichever of fn and step
+    name them in their signatures.
     Usable from the user's own module: decorate, import the module (or name it in the method
     yaml's `module:`), and the method is available to `explain()` and the CLI. A name already
     taken (a built-in such as `gradcam`) is a ConfigError unless replace=True replaces it deliberately."""
 
     def wrap(fn: MethodFn) -> MethodFn:
-        spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads)
+        spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads, at_image_size)
         METHODS.register(name, spec, replace=replace)
         fn.method_spec = spec  # type: ignore[attr-defined]  # lets a yaml `_target_` reuse the flags
         return fn
@@ -132,6 +161,7 @@ def method_from_config(key: str, node: Mapping[str, Any]) -> str:
                 bool(node.get("layer_grads", flags.needs_layer_grads if flags else False)),
                 bool(node.get("input_grads", flags.needs_input_grads if flags else False)),
                 bool(node.get("guided_input_grads", flags.needs_guided_input_grads if flags else False)),
+                flags.at_image_size if flags else None,
             ),
         )
     METHODS.get(name)  # unknown name: one clear error listing the available methods
@@ -186,8 +216,46 @@ def capture_output(layer: nn.Module, detach: bool, grad_after: bool = False) -> 
         handle.remove()
 
 
-# Rectifiers the guided-backpropagation rule applies to (ReLU6 = min(ReLU, 6): the same rule).
+# Rectifiers the guided-backpropagation and deconvnet rules apply to (ReLU6 = min(ReLU, 6)).
 RECTIFIERS = (nn.ReLU, nn.ReLU6)
+
+
+def rectifier_modules(model: nn.Module, method: str) -> list[nn.Module]:
+    """The model's nn.ReLU / nn.ReLU6 modules; a clear error when it has none (functional relu or
+    other activations cannot be given a modified backward by module hooks)."""
+    rectifiers = [m for m in model.modules() if isinstance(m, RECTIFIERS)]
+    if not rectifiers:
+        raise ConfigError(
+            f"{method} needs nn.ReLU / nn.ReLU6 modules; {type(model).__name__} has none "
+            "(functional relu or other activations); use method=gradient instead"
+        )
+    return rectifiers
+
+
+@contextmanager
+def forward_hooks(modules: Sequence[nn.Module], hook: Callable[..., Any], out_of_place: bool = False) -> Iterator[None]:
+    """`hook(module, inputs, output)` as a forward hook on each module (returning a tensor replaces
+    the module's output). out_of_place=True switches `inplace` off on the modules for the duration,
+    so a hook sees the module's input intact. Everything is restored on exit, also on an exception."""
+    inplace = [(m, m.inplace) for m in modules if out_of_place and getattr(m, "inplace", False)]
+    handles = []
+    try:
+        for m, _ in inplace:
+            m.inplace = False
+        handles = [m.register_forward_hook(hook) for m in modules]
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, flag in inplace:
+            m.inplace = flag
+
+
+def with_gradient_of(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """A tensor equal to `value` whose gradient flows through `surrogate` instead: value + (s - s),
+    where s - s is exactly 0 for finite s. How a modified backward rule is written with standard
+    autograd ops only, so it also works batched over targets (vmap)."""
+    return value.detach() + (surrogate - surrogate.detach())
 
 
 @contextmanager
@@ -198,33 +266,52 @@ def guided_relu_rule(model: nn.Module) -> Iterator[int]:
     (x > 0, and x < 6 for ReLU6). Forward hooks add a tensor hook on each output; all hooks are
     removed on exit, also on an exception. Functional relu calls are not seen: the rectifiers
     must be modules (as in torchvision and timm models); yields how many were found."""
-    rectifiers = [m for m in model.modules() if isinstance(m, RECTIFIERS)]
-    if not rectifiers:
-        raise ConfigError(
-            f"guided backpropagation needs nn.ReLU / nn.ReLU6 modules; {type(model).__name__} has none "
-            "(functional relu or other activations); use method=gradient instead"
-        )
+    rectifiers = rectifier_modules(model, "guided backpropagation")
 
     def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
         if isinstance(output, torch.Tensor) and output.requires_grad:
             output.register_hook(lambda grad: grad.clamp(min=0))
 
-    handles = [m.register_forward_hook(hook) for m in rectifiers]
-    try:
+    with forward_hooks(rectifiers, hook):
         yield len(rectifiers)
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
-def guided_input_grads(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """[B, T, 3, H, W] guided-backpropagation gradients of the target logits w.r.t. the input:
-    one forward and one backward batched over targets, with the guided ReLU rule."""
+@contextmanager
+def deconvnet_relu_rule(model: nn.Module) -> Iterator[int]:
+    """The deconvnet's backward rule at every nn.ReLU / nn.ReLU6 module (Zeiler & Fergus, ECCV
+    2014, Sec. 2.1 "Rectification"): the signal passes back through a rectifier where it is
+    positive, whatever the forward input was, R^l = max(R^{l+1}, 0) (TorchRay's DeConvNetReLU).
+    Rectifiers run out of place meanwhile (the rule needs their input); yields how many."""
+    rectifiers = rectifier_modules(model, "deconvnet")
+
+    def hook(_module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        x = inputs[0]
+        if not (isinstance(x, torch.Tensor) and x.requires_grad):
+            return None
+        passed = with_gradient_of(output, x)  # identity backward to the input ...
+        passed.register_hook(lambda grad: grad.clamp(min=0))  # ... of the positive part only
+        return passed
+
+    with forward_hooks(rectifiers, hook, out_of_place=True):
+        yield len(rectifiers)
+
+
+def input_grads_under(
+    rule: Callable[[nn.Module], Any], model: nn.Module, images: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """[B, T, 3, H, W] gradients of the target logits w.r.t. the input under a modified backward
+    `rule` (a context manager, e.g. guided_relu_rule): one forward and one backward batched over
+    targets."""
     inputs = images.detach().clone().requires_grad_(True)
-    with frozen_for_explanation(model), torch.enable_grad(), guided_relu_rule(model):
+    with frozen_for_explanation(model), torch.enable_grad(), rule(model):
         logits = model(inputs)
         (grads,) = grads_per_target(logits.gather(1, targets), [inputs])
     return grads
+
+
+def guided_input_grads(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[B, T, 3, H, W] guided-backpropagation gradients of the target logits w.r.t. the input."""
+    return input_grads_under(guided_relu_rule, model, images, targets)
 
 
 def layer_grads_of(
@@ -260,12 +347,53 @@ def grads_per_target(
     return [g.transpose(0, 1) for g in grads]
 
 
+def backward_per_target(
+    outputs: torch.Tensor, inputs: Sequence[torch.Tensor], signal: torch.Tensor, retain_graph: bool = True
+) -> list[torch.Tensor]:
+    """Vector-Jacobian products of `outputs` [B, ...] for a signal [B, T, ...] (one per target),
+    w.r.t. each input [B, ...], in one backward batched over targets: returns [B, T, ...] each."""
+    if signal.shape[1] == 1:
+        grads = torch.autograd.grad(outputs, inputs, grad_outputs=signal[:, 0], retain_graph=retain_graph)
+        return [g.unsqueeze(1) for g in grads]
+    grads = torch.autograd.grad(
+        outputs, inputs, grad_outputs=signal.transpose(0, 1), retain_graph=retain_graph, is_grads_batched=True
+    )
+    return [g.transpose(0, 1) for g in grads]
+
+
+def _param_names(fn: Callable[..., Any]) -> list[str] | None:
+    """Names of fn's params after the first (the Pass or the maps); None when it takes **kwargs."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters[1:]]
+
+
+def params_for(fn: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of a method's params that fn names in its signature (all of them for **kwargs)."""
+    names = _param_names(fn)
+    return dict(params) if names is None else {k: v for k, v in params.items() if k in names}
+
+
+def accepted_params(spec: MethodSpec) -> list[str] | None:
+    """The params a method accepts: those of its function and of its at-image-size step (None
+    when either takes **kwargs)."""
+    accepted: list[str] = []
+    for fn in (spec.fn, spec.at_image_size):
+        if fn is None:
+            continue
+        names = _param_names(fn)
+        if names is None:
+            return None
+        accepted += [n for n in names if n not in accepted]
+    return accepted
+
+
 def check_params(spec: MethodSpec, params: Mapping[str, Any]) -> None:
     """A misspelled method param fails here, before any compute, naming the accepted ones."""
-    signature = inspect.signature(spec.fn)
-    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+    accepted = accepted_params(spec)
+    if accepted is None:
         return
-    accepted = [n for n in list(signature.parameters)[1:]]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
         raise ConfigError(
@@ -286,10 +414,14 @@ class Explainer:
         target_layer: str | nn.Module,
         methods: Sequence[str],
         params: Mapping[str, Mapping[str, Any]] | None = None,
+        probabilities: Scoring = class_softmax,
     ) -> None:
+        """probabilities: the model's scoring of logits (LoadedModel.probabilities: softmax, or
+        sigmoids for a multi-label head), handed to the methods as Pass.probabilities."""
         if not methods:
             raise ConfigError("no method requested; pass e.g. method=gradcam")
         self.model = model
+        self.probabilities = probabilities
         self.layer = resolve_layer(model, target_layer)
         self.specs = [METHODS.get(name) for name in methods]
         self.params = {name: dict((params or {}).get(name, {})) for name in methods}
@@ -323,7 +455,9 @@ class Explainer:
         images, logits, activations = self._state
         self._state = None  # the graph is used once; free it with the maps
         targets = targets.to(logits.device)
-        p = Pass(self.model, self.layer, images.detach(), logits.detach(), targets, activations.detach())
+        p = Pass(
+            self.model, self.layer, images.detach(), logits.detach(), targets, activations.detach(), probabilities=self.probabilities
+        )
         wanted = []
         if self.needs_layer_grads:
             wanted.append(activations)
@@ -342,7 +476,7 @@ class Explainer:
         with frozen_for_explanation(self.model):
             for spec in self.specs:
                 try:
-                    out[spec.name] = spec.fn(p, **self.params[spec.name]).detach()
+                    out[spec.name] = spec.fn(p, **params_for(spec.fn, self.params[spec.name])).detach()
                 except (RuntimeError, ValueError, IndexError) as exc:
                     if activations.dim() == 4:
                         raise
@@ -350,6 +484,22 @@ class Explainer:
                         f"method {spec.name}: target layer {type(self.layer).__name__} outputs {list(activations.shape)}, not feature "
                         f"maps [B, C, h, w]; set model.target_layer= to a convolutional layer, e.g. one of: {', '.join(layer_candidates(self.model))}"
                     ) from exc
+        return out
+
+    def at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> torch.Tensor:
+        """Each method's at-image-size step applied to its maps: maps [N, H, W] at the size of the
+        image they are scored on, methods[i] the method of map i. Maps of methods without a step
+        are returned unchanged."""
+        specs = {spec.name: spec for spec in self.specs}
+        out = maps
+        for name in dict.fromkeys(methods):
+            step = specs[name].at_image_size if name in specs else None
+            if step is None:
+                continue
+            rows = torch.tensor([i for i, m in enumerate(methods) if m == name], device=maps.device)
+            if out is maps:
+                out = maps.clone()
+            out[rows] = step(maps[rows], **params_for(step, self.params[name])).to(maps.dtype)
         return out
 
 
@@ -360,21 +510,26 @@ def explain(
     methods: Sequence[str] = ("gradcam",),
     target_layer: str | nn.Module = "",
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    probabilities: Scoring = class_softmax,
 ) -> dict[str, torch.Tensor]:
     """Saliency maps of `model` for `targets`, one tensor per method name.
 
     images: normalized batch [B, 3, H, W]. targets: LongTensor [B] (maps [B, h, w]) or [B, T]
     (maps [B, T, h, w]). target_layer: a module or a dotted module name ("layer4", "features.29").
     Maps come at the method's natural resolution (the target layer's grid for CAMs, the input
-    grid for pixel methods), not normalized. The model's parameters, requires_grad flags and
-    train/eval mode are unchanged afterwards; hooks are removed, also on an exception."""
+    grid for pixel methods), not normalized; a method's at-image-size step (e.g. TorchRay's blur
+    of gradient saliency, `smooth`) is not applied here: resize the maps to the image, then call
+    `Explainer.at_image_size`, as the pipeline does. probabilities: how the model scores classes
+    (default softmax; torch.sigmoid for a multi-label head), for the methods that read class
+    probabilities. The model's parameters, requires_grad flags and train/eval mode are
+    unchanged afterwards; hooks are removed, also on an exception."""
     if not target_layer:
         raise ConfigError("explain() needs target_layer= (a module or its dotted name, e.g. 'layer4')")
     single = targets.dim() == 1
     targets = targets.view(-1, 1) if single else targets
     if targets.shape[0] != images.shape[0]:
         raise ValueError(f"targets has {targets.shape[0]} rows for {images.shape[0]} images")
-    explainer = Explainer(model, target_layer, methods, params)
+    explainer = Explainer(model, target_layer, methods, params, probabilities)
     explainer.forward(images)
     maps = explainer.maps(targets.long())
     return {name: m[:, 0] if single else m for name, m in maps.items()}

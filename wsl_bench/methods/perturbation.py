@@ -1,12 +1,32 @@
 """Shared machinery of perturbation methods: scoring many perturbed copies of a batch with
-batched forward passes under inference mode, in chunks of bounded size."""
+batched forward passes under inference mode, in chunks of bounded size; gradients of the target
+scores at other inputs (noisy copies, points on a path); a Gaussian blur."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ..errors import ConfigError
+from .core import Scoring, grads_per_target
+
+
+def score_reader(score: str, probabilities: Scoring, method: str) -> Scoring:
+    """What a method reads off the logits [N, K]: score=probability -> the model's class
+    probabilities (Pass.probabilities: softmax over classes, sigmoids for a multi-label head);
+    score=logit -> the raw logits."""
+    if score == "probability":
+        return probabilities
+    if score == "logit":
+        return _identity
+    raise ConfigError(f"{method}: score must be 'probability' (the model's class probabilities) or 'logit', got {score!r}")
+
+
+def _identity(logits: torch.Tensor) -> torch.Tensor:
+    return logits
 
 
 def target_scores_of(
@@ -81,3 +101,45 @@ def occlusion_maps(
     occluded = target_scores_of(model, make_inputs, batch * n_pos, image_index, targets, chunk_size, transform)
     drop = base[:, None, :] - occluded.view(batch, n_pos, -1)  # [B, n_pos, T]
     return drop.permute(0, 2, 1).reshape(batch, targets.shape[1], len(ys), len(xs))
+
+
+def image_scores(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The image-level class scores [N, K] a perturbation method reads: the model's
+    `image_scores(inputs)` when it defines one (TorchRay's fully convolutional models: the score
+    TorchRay's RISE and extremal perturbation read), else its logits."""
+    scores = getattr(model, "image_scores", None)
+    return scores(inputs) if callable(scores) else model(inputs)
+
+
+def input_grads_of(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, read: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """d read(model(x))[target] / dx at each input: one forward of the chunk and one backward
+    batched over its targets. inputs [n, 3, H, W], targets [n, T]; returns [n, T, 3, H, W]."""
+    x = inputs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        scores = read(model(x)).gather(1, targets)
+        (grads,) = grads_per_target(scores, [x])
+    return grads
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [N, C, H, W] per channel, kernel radius ceil(4 sigma) (scipy's
+    truncate=4), borders extended by replicating the edge pixels (as PIL's GaussianBlur does).
+    Applied as two small matrix products (rows, then columns): fast forward and backward for
+    the wide kernels used here (sigma 5-10)."""
+    if sigma <= 0:
+        return images
+    height, width = images.shape[-2:]
+    return blur_matrix(height, sigma, images) @ images @ blur_matrix(width, sigma, images).T
+
+
+def blur_matrix(n: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
+    """[n, n] matrix of the 1-D Gaussian blur with replicated borders: row i holds the kernel
+    centered at i, taps falling outside the signal added to its first / last sample."""
+    radius = max(1, math.ceil(4 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=like.device)
+    kernel = torch.exp(-(offsets.to(like.dtype) ** 2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    columns = (torch.arange(n, device=like.device)[:, None] + offsets[None, :]).clamp(0, n - 1)
+    return torch.zeros(n, n, dtype=like.dtype, device=like.device).scatter_add_(1, columns, kernel.expand(n, -1).contiguous())

@@ -324,17 +324,21 @@ class MetricSuite:
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
-        upsample: str = "bilinear", clock: StageClock = NoClock(),
+        upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        clock: StageClock = NoClock(),
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
         (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
         at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
-        `map_status` included."""
-        return self.finish_image(sample, self.measure_images([(sample, maps, classes, sources)], upsample=upsample, clock=clock)[0], clock)
+        `map_status` included. at_image_size(maps, methods): the methods' steps at that size
+        (Explainer.at_image_size)."""
+        measured = self.measure_images([(sample, maps, classes, sources)], upsample=upsample, at_image_size=at_image_size, clock=clock)
+        return self.finish_image(sample, measured[0], clock)
 
     def measure_images(
         self, images: Sequence[tuple[Sample, Mapping[str, torch.Tensor], Sequence[int], Sequence[tuple[str, int]]]],
-        pixel_budget: int = 0, upsample: str = "bilinear", clock: StageClock = NoClock(),
+        pixel_budget: int = 0, upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        clock: StageClock = NoClock(),
     ) -> list[list[MeasuredChunk]]:
         """The device part of score_image for several images (sample, maps, classes, sources): per
         image its chunks, upsampled, with their status and every split unit's `measure` (units
@@ -351,7 +355,10 @@ class MetricSuite:
                     pairs = [(m, t) for m in grid for t in range(len(classes))]
                     for start in range(0, len(pairs), MAPS_PER_CHUNK):
                         chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
-                        chunks.append((chunk_pairs, to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)))
+                        full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
+                        if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
+                            full = at_image_size(full, [m for m, _ in chunk_pairs])
+                        chunks.append((chunk_pairs, full))
             group.append((sample, chunks, classes, sources))
             pixels += sum(full.numel() for _, full in chunks)
             if pixels >= pixel_budget:

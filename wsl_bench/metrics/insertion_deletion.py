@@ -119,12 +119,24 @@ def insertion_deletion(
     return insertion_auc, deletion_auc, curves["insertion"], curves["deletion"]
 
 
+def mean_curve(curves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(fraction, mean) of curves sampled at k / S, k = 0..S: stacked when all share S, else each
+    interpolated linearly onto 101 points first."""
+    lengths = {len(c) for c in curves}
+    if len(lengths) == 1:
+        return np.linspace(0.0, 1.0, lengths.pop()), np.stack(curves).mean(axis=0)
+    grid = np.linspace(0.0, 1.0, 101)
+    return grid, np.stack([np.interp(grid, np.linspace(0.0, 1.0, len(c)), c) for c in curves]).mean(axis=0)
+
+
 @register_metric("insertion_deletion")
 class InsertionDeletion(ModelMetric):
     Settings = InsertionDeletionSettings
     columns = (
         ("insertion_auc", pa.float64()),  # RISE insertion AUC; null for a map that cannot be scored
         ("deletion_auc", pa.float64()),  # RISE deletion AUC; null likewise
+        ("insertion_curve", pa.list_(pa.float32())),  # probability after 0, 1, ..., S steps; null with the AUC
+        ("deletion_curve", pa.list_(pa.float32())),
     )
 
     def score_batch(self, batch: ModelBatch, maps: Mapping[str, torch.Tensor]) -> BatchColumns:
@@ -132,14 +144,35 @@ class InsertionDeletion(ModelMetric):
         if not pairs:
             return {}
         rows, stacked, classes = self.gather(batch, maps, pairs)
-        ins, dele, _, _ = insertion_deletion(batch.model, batch.images, rows, stacked, classes, self.settings, batch.probabilities)
-        return self.spread(maps, pairs, {"insertion_auc": ins, "deletion_auc": dele})
+        ins, dele, ins_curves, del_curves = insertion_deletion(batch.model, batch.images, rows, stacked, classes, self.settings, batch.probabilities)
+        columns = self.spread(maps, pairs, {"insertion_auc": ins, "deletion_auc": dele})
+        for k, values in enumerate(columns.values()):  # spread keeps gather's order
+            usable = values["insertion_auc"] is not None
+            values["insertion_curve"] = ins_curves[k].astype(np.float32).tolist() if usable else None
+            values["deletion_curve"] = del_curves[k].astype(np.float32).tolist() if usable else None
+        return columns
 
     def statistics(self) -> list[Statistic]:
         return [
             Statistic("insertion_auc", self._mean("insertion_auc"), lower_is_better=False, digits=3),
             Statistic("deletion_auc", self._mean("deletion_auc"), lower_is_better=True, digits=3),
         ]
+
+    def tables(self, records: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """insertion_deletion_curves: the mean curve per method and mode (columns method, mode,
+        fraction, prob, n_maps). Curve points sit at k / S of the pixels, as the AUC takes them; runs
+        whose images give different step counts are put on a common grid of 101 points first."""
+        if "insertion_curve" not in records.columns:
+            return {}
+        out = []
+        for method, rows in records.groupby("method", sort=False):
+            for mode in ("insertion", "deletion"):
+                curves = [np.asarray(c, dtype=np.float64) for c in rows[f"{mode}_curve"] if c is not None and len(c) > 1]
+                if not curves:
+                    continue
+                fraction, mean = mean_curve(curves)
+                out.append(pd.DataFrame({"method": method, "mode": mode, "fraction": fraction, "prob": mean, "n_maps": len(curves)}))
+        return {"insertion_deletion_curves": pd.concat(out, ignore_index=True)} if out else {}
 
     @staticmethod
     def _mean(column: str):

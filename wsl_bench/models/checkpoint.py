@@ -68,31 +68,46 @@ def strip_prefixes(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict
     return state
 
 
+def describe_mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """Why `state` does not fit a module whose state dict is `own`, naming the keys that differ
+    (a shape, missing and unexpected keys, and a num_classes hint); "" when every tensor matches."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if not (missing or unexpected or mismatched):
+        return ""
+    problems = []
+    if mismatched:
+        k = mismatched[-1]
+        problems.append(f"shape of {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
+    if missing:
+        problems.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
+    hint = ""
+    last = mismatched[-1] if mismatched else None
+    if last is not None and state[last].ndim >= 1 and state[last].shape[1:] == own[last].shape[1:]:
+        hint = f"; set model.num_classes={state[last].shape[0]}"
+    return "; ".join(problems) + hint
+
+
+def file_provenance(path: str | Path) -> str:
+    """`checkpoint <absolute path> (sha256 <first 12 hex digits>)` for the run's provenance."""
+    path = Path(str(path)).expanduser()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return f"checkpoint {path.resolve()} (sha256 {digest})"
+
+
 def load_checkpoint(module: nn.Module, path: str | Path) -> str:
     """Load a local checkpoint into `module` exactly (every tensor matched, shapes equal).
     Returns a provenance string with the file's sha256 prefix."""
     own = module.state_dict()
     state = strip_prefixes(read_checkpoint(path), set(own))
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        problems = []
-        if mismatched:
-            k = mismatched[-1]
-            problems.append(f"shape of {k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
-        if missing:
-            problems.append(f"{len(missing)} missing key(s) e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s) e.g. {', '.join(unexpected[:3])}")
-        hint = ""
-        last = mismatched[-1] if mismatched else None
-        if last is not None and state[last].ndim >= 1 and state[last].shape[1:] == own[last].shape[1:]:
-            hint = f"; set model.num_classes={state[last].shape[0]}"
-        raise ConfigError(f"model.checkpoint={path} does not fit the architecture: {'; '.join(problems)}{hint}")
+    problems = describe_mismatch(own, state)
+    if problems:
+        raise ConfigError(f"model.checkpoint={path} does not fit the architecture: {problems}")
     module.load_state_dict(state, strict=True)
-    digest = hashlib.sha256(Path(str(path)).expanduser().read_bytes()).hexdigest()[:12]
-    return f"checkpoint {Path(str(path)).expanduser().resolve()} (sha256 {digest})"
+    return file_provenance(path)
 
 
 def host_reachable(url: str, timeout: float = 5.0) -> bool:

@@ -1,8 +1,18 @@
-"""Default Grad-CAM target layers: the last convolutional feature map of each architecture."""
+"""Default Grad-CAM target layers: the last convolutional feature map of each architecture; and
+the residual sum as a module."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+
+class ResidualSum(nn.Module):
+    """A residual connection's sum as a module, so that backward rules can see it (excitation
+    backprop splits the signal between the two terms in proportion to their values)."""
+
+    def forward(self, residual: torch.Tensor, identity: torch.Tensor) -> torch.Tensor:
+        return residual + identity
 
 # By architecture family, as the Grad-CAM / pointing-game literature uses them.
 NAMED = {

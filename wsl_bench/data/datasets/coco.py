@@ -24,7 +24,7 @@ import numpy as np
 
 from ...errors import DatasetLayoutError
 from ..base import AnnotatedImages, dataset_root, first_n, register_dataset, require
-from ..difficult import ebp_difficult_classes
+from ..difficult import ebp_difficult_classes, read_difficult_flags
 from ..sample import ImageEntry
 
 
@@ -86,6 +86,7 @@ def build_coco(cfg: Any) -> AnnotatedImages:
     cat_ids = sorted(coco.cats)
     index = {c: i for i, c in enumerate(cat_ids)}
     class_names = [coco.cats[c]["name"] for c in cat_ids]
+    flags = read_difficult_flags(cfg.difficult_flags, class_names, cfg.name) if cfg.get("difficult_flags") else None
     entries, rejected = [], []
     for image_id in first_n(sorted(coco.imgs), cfg):
         info = coco.imgs[image_id]
@@ -121,7 +122,8 @@ def build_coco(cfg: Any) -> AnnotatedImages:
                 box_labels=box_labels,
                 box_difficult=np.array([bool(a.get("iscrowd", 0)) for a in known], dtype=bool),
                 masks=CocoMasks(segmentations, height, width),
-                difficult_classes=ebp_difficult_classes(boxes, box_labels, height, width, cfg.get("difficult_area", "union")),
+                difficult_classes=ebp_difficult_classes(boxes, box_labels, height, width, cfg.get("difficult_area", "union"))
+                if flags is None else tuple(sorted(flags.get(name.rsplit(".", 1)[0], flags.get(name, ())))),
                 notes="; ".join(notes),
                 size_hint=(height, width),
             )

@@ -9,15 +9,34 @@ import torch
 from ..core import Pass, register_method
 
 
-@register_method("center")
+def centered_gaussian(height: int, width: int, sigma: float, cy: float, cx: float, device: torch.device) -> torch.Tensor:
+    """exp(-((y - cy)^2 / (2 (sigma H)^2) + (x - cx)^2 / (2 (sigma W)^2))) on an H x W grid."""
+    ys = torch.arange(height, dtype=torch.float32, device=device) - cy
+    xs = torch.arange(width, dtype=torch.float32, device=device) - cx
+    return torch.exp(-(ys[:, None] ** 2) / (2 * (sigma * height) ** 2) - xs[None, :] ** 2 / (2 * (sigma * width) ** 2))
+
+
+def center_at_image_size(maps: torch.Tensor, sigma: float = 0.25, origin: str = "input") -> torch.Tensor:
+    """origin=torchray: the Gaussian redrawn on the image, centered at (W / 2, H / 2), the point
+    TorchRay's pointing game uses for its center baseline; for an odd side that is half-way
+    between two pixels, whose equal values the argmax resolves to the first, floor(W / 2)."""
+    if origin == "input":
+        return maps
+    if origin != "torchray":
+        raise ValueError(f"center: origin must be 'input' or 'torchray', got {origin!r}")
+    height, width = maps.shape[-2:]
+    return centered_gaussian(height, width, sigma, height / 2, width / 2, maps.device).expand_as(maps)
+
+
+@register_method("center", at_image_size=center_at_image_size)
 def center(p: Pass, sigma: float = 0.25) -> torch.Tensor:
     """exp(-((y - cy)^2 / (2 (sigma H)^2) + (x - cx)^2 / (2 (sigma W)^2))) on the input grid,
     centered at ((H - 1) / 2, (W - 1) / 2): its maximum is the image center (the central pixel
-    for odd sizes, the central 2 x 2 block for even ones). Returns [B, T, H, W]."""
+    for odd sizes, the central 2 x 2 block for even ones). Param origin (at image size): input
+    (this map, resized) or torchray (redrawn at (W / 2, H / 2) of the image, TorchRay's center
+    point). Returns [B, T, H, W]."""
     batch, _, height, width = p.images.shape
-    ys = torch.arange(height, dtype=torch.float32, device=p.images.device) - (height - 1) / 2
-    xs = torch.arange(width, dtype=torch.float32, device=p.images.device) - (width - 1) / 2
-    gauss = torch.exp(-(ys[:, None] ** 2) / (2 * (sigma * height) ** 2) - xs[None, :] ** 2 / (2 * (sigma * width) ** 2))
+    gauss = centered_gaussian(height, width, sigma, (height - 1) / 2, (width - 1) / 2, p.images.device)
     return gauss.expand(batch, p.targets.shape[1], height, width)
 
 

@@ -9,15 +9,17 @@ import torch
 import torch.nn.functional as F
 
 from ..core import Pass, reduce_channels, register_method
+from ..smoothing import smooth_saliency
 from .gradcam import gradcam
 
 
-@register_method("guided_backprop", guided_input_grads=True)
+@register_method("guided_backprop", guided_input_grads=True, at_image_size=smooth_saliency)
 def guided_backprop(p: Pass, channel_reduce: str = "max_abs") -> torch.Tensor:
     """Gradient of the target logit w.r.t. the input where every ReLU passes back only positive
     gradients at positions its input was positive: R^l = (f^l > 0) (R^{l+1} > 0) R^{l+1}.
     The 3-channel reconstruction is reduced to a map by channel_reduce (default max |.|, as for
-    gradient saliency). Input resolution: returns [B, T, H, W]."""
+    gradient saliency). Input resolution: returns [B, T, H, W]. Param smooth (default 0): the
+    blur at image size TorchRay's pointing game applies (0.02; see methods.smoothing)."""
     return reduce_channels(p.guided_input_grads, channel_reduce)
 
 

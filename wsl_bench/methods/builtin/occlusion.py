@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import Pass, register_method
-from ..perturbation import occlusion_maps
+from ..perturbation import occlusion_maps, score_reader
 
 
 def windows_to_pixels(grid: torch.Tensor, patch: int, stride: int, size: tuple[int, int]) -> torch.Tensor:
@@ -26,17 +26,17 @@ def windows_to_pixels(grid: torch.Tensor, patch: int, stride: int, size: tuple[i
 
 @register_method("occlusion")
 def occlusion(
-    p: Pass, patch: int = 48, stride: int = 16, fill: float = 0.0, batch_size: int = 64, score: str = "softmax"
+    p: Pass, patch: int = 48, stride: int = 16, fill: float = 0.0, batch_size: int = 64, score: str = "probability"
 ) -> torch.Tensor:
     """The drop in the target score, score(x) - score(x with a patch x patch square set to
     `fill`), for each window position (stride apart, inside the image), placed on the pixels.
-    score=softmax: the target's class probability, the quantity the paper maps (Fig. 7 (d),
-    "correct class probability, as a function of the position of the gray square");
-    score=logit: the raw logit (as Captum's Occlusion on a logit model). Each pixel gets the mean drop of the windows covering it. fill is in the normalized input
+    score=probability: the target's class probability (p.probabilities: softmax, or sigmoid
+    for a multi-label head), the quantity the paper maps (Fig. 7 (d), "correct class
+    probability, as a function of the position of the gray square"); score=logit: the raw
+    logit (as Captum's Occlusion on a logit model). Each pixel gets the mean drop of the
+    windows covering it. fill is in the normalized input
     space (0 = the dataset mean, the paper's gray). The occluded forwards run batched under
     inference mode, batch_size at a time, one serving all targets. Returns [B, T, H, W]."""
-    transforms = {"softmax": lambda x: torch.softmax(x, dim=1), "logit": None}
-    if score not in transforms:
-        raise ValueError(f"occlusion: score must be 'softmax' or 'logit', got {score!r}")
-    grid = occlusion_maps(p.model, p.images, p.targets, patch=patch, stride=stride, fill=fill, chunk_size=batch_size, transform=transforms[score])
+    read = score_reader(score, p.probabilities, "occlusion")
+    grid = occlusion_maps(p.model, p.images, p.targets, patch=patch, stride=stride, fill=fill, chunk_size=batch_size, transform=read)
     return windows_to_pixels(grid, patch, stride, tuple(p.images.shape[-2:]))
