@@ -14,6 +14,7 @@ score disjoint batches, and the parts are joined at the end (wsl_bench.merge).""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -345,6 +346,7 @@ def _clock_method_rules(explainer: Explainer, clock: StageClock) -> None:
     """Clock the methods' rules (the CAM math) apart from the pass they read."""
 
     def clocked(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        @functools.wraps(fn)  # its signature: the Explainer hands each rule only the params it names
         def rule(p: Any, **params: Any) -> torch.Tensor:
             with clock.time("CAM math"):
                 return fn(p, **params)
