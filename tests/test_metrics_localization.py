@@ -134,3 +134,26 @@ def test_energy_share_hand_computed():
     bad = torch.stack([torch.zeros(10, 10), torch.full((10, 10), float("nan"))])
     assert energy_in_boxes(bad, [box, box]).tolist() == [0.0, 0.0]
     assert np.isnan(energy_in_boxes(maps, [np.zeros((0, 4))])[0])
+
+
+def test_largest_component_boxes_equal_labeling_each_mask_alone():
+    """The batched labeling (one 3-D call for a stack) against labeling each mask by itself, on
+    random stacks with empty masks, many components and ties in size (first in raster order wins)."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        masks = rng.random((int(rng.integers(1, 6)), int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < rng.random()
+        masks[rng.integers(len(masks))] &= rng.random() < 0.7  # sometimes an empty mask
+        for connectivity in (4, 8):
+            structure = np.ones((3, 3), bool) if connectivity == 8 else ndimage.generate_binary_structure(2, 1)
+            expected = []
+            for mask in masks:
+                labels, n = ndimage.label(mask, structure=structure)
+                sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+                if n == 0:
+                    expected.append([-1, -1, -1, -1])
+                    continue
+                ys, xs = np.nonzero(labels == 1 + int(sizes.argmax()))
+                expected.append([xs.min(), ys.min(), xs.max(), ys.max()])
+            assert largest_component_boxes(masks, connectivity).tolist() == expected

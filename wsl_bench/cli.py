@@ -9,15 +9,19 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from . import distributed
 from .config import CONFIG_DIR
 from .errors import ConfigError, UserError
+from .resume import check_resumable
 
 log = logging.getLogger("wsl_bench")
 
@@ -30,6 +34,7 @@ MOVED_KEYS = {
     "faithfulness.confidence": "metric.avg_drop",
     "faithfulness.insertion_deletion": "metric.insertion_deletion",
     "faithfulness.occlusion": "metric.occlusion_corr",
+    "records.shard_images": "records.flush_images",
 }
 
 
@@ -37,16 +42,33 @@ MOVED_KEYS = {
 def _main(cfg: DictConfig) -> None:
     from .pipeline import run
     from .report.terminal import format_for_terminal
+    from .stopping import RunInterrupted
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = run(cfg, out_dir)
     except UserError as exc:
         _fail(str(exc))
+    except RunInterrupted as stop:
+        print(f"{stop}\nresume with: {resume_command(out_dir)}", file=sys.stderr, flush=True)
+        stop.forward_signal()  # e.g. submitit's requeue on a preemption notice
+        sys.exit(128 + stop.signum)
+    if result.summary is None:  # a data shard, or a torchrun rank other than 0
+        if distributed.ranks_from_env().is_main:
+            print(f"shard {cfg.get('shard')} done, its records in {out_dir}; join the shards with: python -m wsl_bench.merge {out_dir.parent}")
+        return
     print(format_for_terminal(result.summary))
     if cfg.get("paper_table"):  # a paper preset: the paper's table beside ours (written by the report stage)
         print("\n" + (out_dir / "table.md").read_text().rstrip())
     print(f"\n{len(result.records)} records, {result.wall_time_s:.1f} s; outputs in {out_dir}")
+
+
+def resume_command(out_dir: Path) -> str:
+    """This process's command line, with the run directory made explicit."""
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.run.dir=")]
+    ranks = distributed.ranks_from_env()
+    launcher = f"torchrun --nproc_per_node={ranks.world} -m wsl_bench" if ranks.world > 1 else "python -m wsl_bench"
+    return " ".join([launcher, *(shlex.quote(a) for a in args), shlex.quote(f"hydra.run.dir={out_dir}")])
 
 
 def _fail(message: str) -> None:
@@ -60,12 +82,14 @@ def moved_key_error(overrides: list[str]) -> str | None:
         key, _, value = override.lstrip("+~").partition("=")
         for old, new in MOVED_KEYS.items():
             if key == old or key.startswith(old + "."):
-                return f"{key} is now {new + key[len(old):]} (metric settings live under metric.<name>); use {new + key[len(old):]}={value}"
+                why = " (metric settings live under metric.<name>)" if new.startswith("metric.") else ""
+                return f"{key} is now {new + key[len(old):]}{why}; use {new + key[len(old):]}={value}"
     return None
 
 
-def check_overrides(overrides: list[str]) -> None:
-    """Compose the configuration as Hydra will and raise a one-line ConfigError for what it rejects."""
+def check_overrides(overrides: list[str]) -> list[str]:
+    """Compose the configuration as Hydra will and raise a one-line ConfigError for what it
+    rejects; returns the overrides to add (to protect a run directory the run will refuse)."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
 
@@ -80,8 +104,19 @@ def check_overrides(overrides: list[str]) -> None:
         except HydraException as exc:
             raise ConfigError(_override_error(str(exc), overrides, compose)) from None
         run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+        with open_dict(cfg):
+            del cfg["hydra"]
+        job = OmegaConf.to_container(cfg, resolve=True)
     if run_dir:
         check_run_dir(Path(str(run_dir)))
+        try:
+            check_resumable(Path(str(run_dir)), job)
+        except ConfigError:
+            # the run refuses this directory after checking the rest of the configuration (so
+            # that errors come in their usual order); meanwhile Hydra must not write its
+            # .hydra/ files over those of the run that is there
+            return ["hydra.output_subdir=null"]
+    return []
 
 
 def _missing_option(message: str) -> str:
@@ -120,12 +155,27 @@ def check_run_dir(path: Path) -> None:
 def main() -> None:
     if not CONFIG_DIR.is_dir():
         _fail(f"config directory {CONFIG_DIR} not found; install wsl_bench from its repository with pip install -e .")
+    ranks = distributed.ranks_from_env()
+    if ranks.world > 1:
+        sys.argv[1:] = torchrun_overrides(sys.argv[1:], ranks)
     args = sys.argv[1:]
     if not any(a.startswith("-") for a in args):  # flags (--multirun, --cfg, --help): Hydra's own handling
         try:
-            check_overrides(args)
+            sys.argv.extend(check_overrides(args))
         except UserError as exc:
             _fail(str(exc))
     elif moved := moved_key_error([a for a in args if not a.startswith("-")]):
         _fail(moved)
     _main()
+
+
+def torchrun_overrides(args: list[str], ranks: distributed.Ranks) -> list[str]:
+    """Under torchrun every rank runs in rank 0's run directory (the default one is named after
+    the start time, which rank 0 gives the others); only rank 0 writes Hydra's files and log."""
+    distributed.init(ranks)
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        stamp = distributed.broadcast(time.strftime("%Y-%m-%d_%H-%M-%S"), ranks)
+        args = [*args, f"hydra.run.dir=results/runs/{stamp}_${{dataset.name}}_${{model.name}}"]
+    if not ranks.is_main:
+        args = [*args, "hydra.output_subdir=null", "hydra/job_logging=stdout"]
+    return args

@@ -104,7 +104,8 @@ class Settings:
             given = getattr(self, f.name)
             value = _coerce(given, hints[f.name], key)
             for bound, limit in f.metadata.get("bounds", {}).items():
-                if value is not None and not _BOUND_TEST[bound](value, limit):
+                # (numbers only: "auto" and other literal choices have no bounds)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and not _BOUND_TEST[bound](value, limit):
                     raise ConfigError(f"{key}={_show(given)} must be {_BOUND_TEXT[bound]} {limit}")
             object.__setattr__(self, f.name, value)
 
@@ -145,11 +146,27 @@ def plain(node: Any) -> Any:
 
 @dataclass(frozen=True)
 class LoaderSettings(Settings):
-    """Batching and decoding: `num_workers` DataLoader processes decode images while the model runs."""
+    """Batching and decoding: `num_workers` DataLoader processes decode images while the model
+    runs (`auto`: half the spare CPU cores, see pipeline.worker_counts; none for a run of a
+    single batch)."""
 
     config_path: ClassVar[str] = "loader"
     batch_size: int = setting(16, ge=1)
-    num_workers: int = setting(0, ge=0)
+    num_workers: int | Literal["auto"] = setting("auto", ge=0)
+
+
+@dataclass(frozen=True)
+class ScoringSettings(Settings):
+    """Where the map metrics run: `workers` processes score one batch's maps while the model runs
+    the next (`auto`: the spare CPU cores the decoding workers leave, see pipeline.worker_counts;
+    none for a run of a single batch; 0: in the run's own process). `device_measure`: the units' device part
+    (upsampling, thresholds, points, energy, normalization) runs where the maps are and only the
+    CPU-only part (connected components) in the workers; `auto`: on a GPU. Records are the same
+    whatever these are."""
+
+    config_path: ClassVar[str] = "scoring"
+    workers: int | Literal["auto"] = setting("auto", ge=0)
+    device_measure: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -178,25 +195,32 @@ class ReportSettings(Settings):
 
 @dataclass(frozen=True)
 class RecordSettings(Settings):
-    """Records are flushed to a parquet shard every `shard_images` images; `save_maps` keeps every
-    image's maps (float16, native grid, all targets) in maps.npz for re-scoring later."""
+    """Records are written to a new part file every `flush_images` images or `flush_seconds`
+    seconds, whichever comes first: a killed run loses at most that much and resumes from there.
+    `save_maps` keeps every image's maps (float16, native grid, all targets) in maps.npz for
+    re-scoring later."""
 
     config_path: ClassVar[str] = "records"
-    shard_images: int = setting(2000, ge=1)
+    flush_images: int = setting(256, ge=1)
+    flush_seconds: float = setting(30.0, gt=0)
     save_maps: bool = False
 
 
 @dataclass(frozen=True)
 class RunSettings(Settings):
     """Top-level scalars: `device` auto (cuda when available) / cpu / cuda[:i]; `progress` auto
-    (a bar only on an interactive terminal) / true / false."""
+    (a bar only on an interactive terminal) / true / false; `precision` fp32, or bf16 / fp16 to
+    run the network passes under torch.autocast; `shard` i/n: score data shard i of n (whole
+    loader batches; `python -m wsl_bench.merge` joins the shards)."""
 
     device: str = "auto"
     progress: bool | Literal["auto"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    shard: str | None = None
 
 
 RUN_SECTIONS: dict[str, type[Settings]] = {
-    "loader": LoaderSettings, "targets": TargetSettings, "report": ReportSettings, "records": RecordSettings,
+    "loader": LoaderSettings, "scoring": ScoringSettings, "targets": TargetSettings, "report": ReportSettings, "records": RecordSettings,
 }
 
 

@@ -31,7 +31,8 @@ from ..data.sample import ImageEntry, Sample
 from ..errors import ConfigError
 from ..registry import Registry, user_target
 from .aggregate import MetricData
-from .maps import map_status, to_original_size, view_mask
+from ..timing import NoClock, StageClock
+from .maps import map_extremes, status_codes, to_original_size, view_mask
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ class ImageTruth:
 class MapChunk:
     """Maps of one image at the evaluation grid, scored together: maps [N, H, W] (float, as the
     methods made them), status [N] (metrics.maps.map_status), the class each explains [N], and
-    whether it explains a ground-truth target (rather than a prediction) [N]."""
+    whether it explains a ground-truth target (rather than a prediction) [N]. In
+    `MapMetric.finish` the maps are gone (None): what it needs, `measure` made."""
 
-    maps: torch.Tensor
+    maps: torch.Tensor | None
     status: list[str]
     classes: np.ndarray
     is_gt: np.ndarray
@@ -126,13 +128,61 @@ class MapChunk:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def without_maps(self) -> "MapChunk":
+        return MapChunk(None, self.status, self.classes, self.is_gt)
+
+
+# What `MapMetric.measure` hands to `finish`: named tensors (on the maps' device, then on the host).
+Measured = dict[str, torch.Tensor]
+
 
 class MapMetric(Metric):
-    """A metric of one image's maps against its ground truth, at the evaluation grid."""
+    """A metric of one image's maps against its ground truth, at the evaluation grid.
+
+    Implement `score`, or, to keep a GPU busy, the split into `measure` and `finish`:
+    `measure(chunk, truth)` does the work on the full-size maps where they are (the GPU),
+    batched over the chunk and without waiting for the device (no .cpu(), .item(), .tolist()
+    or boolean-mask indexing); its tensors are copied to the host in one non-blocking transfer
+    per batch, and `finish(measured, chunk, truth)` turns them into columns in a scoring worker
+    process, off the critical path (the place for connected components and other CPU-only
+    steps). A unit with the split gets `score` = finish(measure) for free; a unit with only
+    `score` is run where the maps are, image by image."""
 
     def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
         """{column: [value per map of the chunk]} for this unit's columns (None = not scored)."""
+        if not self.splits:
+            raise NotImplementedError(f"metric {self.name}: implement score(), or measure() and finish()")
+        return self.finish(self.measure(chunk, truth), chunk.without_maps(), truth)
+
+    def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
+        """The device part of scoring the chunk: named tensors for `finish`."""
         raise NotImplementedError
+
+    def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        """The host part: `measure`'s tensors (on the CPU) -> {column: [value per map]}."""
+        raise NotImplementedError
+
+    @property
+    def splits(self) -> bool:
+        return type(self).measure is not MapMetric.measure
+
+
+@dataclass
+class MeasuredChunk:
+    """One chunk after the device part of scoring: which (method, target column) pairs it holds,
+    the chunk without its maps, the columns already final (map_status, units without the split)
+    and each split unit's measured tensors."""
+
+    pairs: list[tuple[str, int]]
+    chunk: MapChunk
+    columns: dict[str, Sequence[Any]]
+    measured: dict[str, Measured]
+
+    def to_host(self, non_blocking: bool = False) -> "MeasuredChunk":
+        """The same with every tensor on the CPU (one non-blocking copy each on a GPU: wait for
+        the device, e.g. with an event, before reading them)."""
+        measured = {u: {k: v.to("cpu", non_blocking=non_blocking) for k, v in m.items()} for u, m in self.measured.items()}
+        return MeasuredChunk(self.pairs, self.chunk, self.columns, measured)
 
 
 @dataclass
@@ -262,43 +312,103 @@ class MetricSuite:
     def provenance(self) -> dict[str, Any]:
         return {u.name: {"enabled": on, **u.provenance()} for u, on in zip(self.units, self.enabled)}
 
-    def score_models(self, batch: ModelBatch, maps: Mapping[str, torch.Tensor]) -> BatchColumns:
+    def score_models(self, batch: ModelBatch, maps: Mapping[str, torch.Tensor], clock: StageClock = NoClock()) -> BatchColumns:
         """The model metrics of a batch ({method: [B, T, h, w]}), each in batched calls per grid size."""
         out: BatchColumns = {}
         for unit in self.of_kind(ModelMetric):
-            for group in group_by_grid(maps):
-                for key, values in unit.score_batch(batch, {m: maps[m] for m in group}).items():
-                    out.setdefault(key, {}).update(values)
+            with clock.time(f"metric {unit.name}"):
+                for group in group_by_grid(maps):
+                    for key, values in unit.score_batch(batch, {m: maps[m] for m in group}).items():
+                        out.setdefault(key, {}).update(values)
         return out
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
         upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        clock: StageClock = NoClock(),
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
         (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
         at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
         `map_status` included. at_image_size(maps, methods): the methods' steps at that size
         (Explainer.at_image_size)."""
+        measured = self.measure_images([(sample, maps, classes, sources)], upsample=upsample, at_image_size=at_image_size, clock=clock)
+        return self.finish_image(sample, measured[0], clock)
+
+    def measure_images(
+        self, images: Sequence[tuple[Sample, Mapping[str, torch.Tensor], Sequence[int], Sequence[tuple[str, int]]]],
+        pixel_budget: int = 0, upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        clock: StageClock = NoClock(),
+    ) -> list[list[MeasuredChunk]]:
+        """The device part of score_image for several images (sample, maps, classes, sources): per
+        image its chunks, upsampled, with their status and every split unit's `measure` (units
+        without the split are scored here, with `score`). The status of all maps of up to
+        `pixel_budget` upsampled pixels (at least one image) is read back at once, so the host
+        waits for the device once per group of images, not once per chunk."""
+        out: list[list[MeasuredChunk]] = []
+        group: list[tuple[Sample, list[tuple[list[tuple[str, int]], torch.Tensor]], Sequence[int], Sequence[tuple[str, int]]]] = []
+        pixels = 0
+        for sample, maps, classes, sources in images:
+            with clock.time("upsample"):
+                chunks = []
+                for grid in group_by_grid(maps, leading=1):
+                    pairs = [(m, t) for m in grid for t in range(len(classes))]
+                    for start in range(0, len(pairs), MAPS_PER_CHUNK):
+                        chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
+                        full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
+                        if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
+                            full = at_image_size(full, [m for m, _ in chunk_pairs])
+                        chunks.append((chunk_pairs, full))
+            group.append((sample, chunks, classes, sources))
+            pixels += sum(full.numel() for _, full in chunks)
+            if pixels >= pixel_budget:
+                out.extend(self._measure_group(group, clock))
+                group, pixels = [], 0
+        if group:
+            out.extend(self._measure_group(group, clock))
+        return out
+
+    def _measure_group(self, group: list, clock: StageClock) -> list[list[MeasuredChunk]]:
+        with clock.time("map_status"):
+            fulls = [full for _, chunks, _, _ in group for _, full in chunks]
+            extremes = torch.cat([map_extremes(full) for full in fulls]).cpu().numpy() if fulls else np.zeros((0, 2))
         units = self.of_kind(MapMetric)
-        truth = ImageTruth(sample)
-        out: dict[tuple[str, int], dict[str, Any]] = {}
-        for group in group_by_grid(maps, leading=1):
-            pairs = [(m, t) for m in group for t in range(len(classes))]
-            for start in range(0, len(pairs), MAPS_PER_CHUNK):
-                chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
-                full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
-                if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
-                    full = at_image_size(full, [m for m, _ in chunk_pairs])
+        out, offset = [], 0
+        for sample, chunks, classes, sources in group:
+            truth = ImageTruth(sample)
+            measured_chunks = []
+            for chunk_pairs, full in chunks:
+                status = status_codes(extremes[offset : offset + len(full)])
+                offset += len(full)
                 chunk = MapChunk(
-                    full, map_status(full), np.array([classes[t] for _, t in chunk_pairs], dtype=np.int64),
+                    full, status, np.array([classes[t] for _, t in chunk_pairs], dtype=np.int64),
                     np.array([sources[t][0] == "gt" for _, t in chunk_pairs]),
                 )
-                columns: dict[str, Sequence[Any]] = {"map_status": chunk.status}
+                columns: dict[str, Sequence[Any]] = {"map_status": status}
+                measured: dict[str, Measured] = {}
                 for unit in units:
-                    columns.update(unit.score(chunk, truth))
-                for j, pair in enumerate(chunk_pairs):
-                    out[pair] = {name: values[j] for name, values in columns.items()}
+                    with clock.time(f"metric {unit.name}"):
+                        if unit.splits:
+                            measured[unit.name] = unit.measure(chunk, truth)
+                        else:
+                            columns.update(unit.score(chunk, truth))
+                measured_chunks.append(MeasuredChunk(chunk_pairs, chunk.without_maps(), columns, measured))
+            out.append(measured_chunks)
+        return out
+
+    def finish_image(self, sample: Sample, chunks: Sequence[MeasuredChunk], clock: StageClock = NoClock()) -> dict[tuple[str, int], dict[str, Any]]:
+        """The host part of score_image: each split unit's `finish` on its measured tensors (on the
+        CPU) -> {(method, target column): {column: value}}."""
+        units = [u for u in self.of_kind(MapMetric) if u.splits]
+        truth = ImageTruth(sample)
+        out: dict[tuple[str, int], dict[str, Any]] = {}
+        for measured in chunks:
+            columns = dict(measured.columns)
+            for unit in units:
+                with clock.time(f"metric {unit.name}"):
+                    columns.update(unit.finish(measured.measured[unit.name], measured.chunk, truth))
+            for j, pair in enumerate(measured.pairs):
+                out[pair] = {name: values[j] for name, values in columns.items()}
         return out
 
 

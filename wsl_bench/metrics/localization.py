@@ -24,8 +24,8 @@ from scipy import ndimage
 
 from ..config import setting
 from .aggregate import MetricData, gt_rows, mean_over_rows, per_image_any
-from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
-from .maps import NON_POSITIVE, OK, binarize, map_status
+from .base import ImageTruth, MapChunk, MapMetric, Measured, MetricSettings, Statistic, register_metric
+from .maps import NON_POSITIVE, NONFINITE, OK, binarize, map_status
 
 NO_BOX = np.array([-1, -1, -1, -1], dtype=np.int64)
 
@@ -56,16 +56,22 @@ def largest_component_boxes(masks: np.ndarray | torch.Tensor, connectivity: int 
     if n_labels == 0:
         return boxes
     sizes = np.bincount(labels.ravel(), minlength=n_labels + 1)[1:]
-    objects = ndimage.find_objects(labels)  # per label: (slice_n, slice_y, slice_x)
-    slice_of = np.fromiter((obj[0].start for obj in objects), dtype=np.int64, count=n_labels)
-    # Labels are numbered in raster order over the stack, so within a slice a stable sort by
+    # Labels are numbered in raster order over the stack: slice k holds the labels up to the
+    # running maximum of the slices' highest labels, and within a slice a stable sort by
     # descending size puts the first-met largest component first.
+    highest = np.maximum.accumulate(labels.reshape(n, -1).max(axis=1))
+    slice_of = np.searchsorted(highest, np.arange(1, n_labels + 1), side="left")
     order = np.lexsort((-sizes, slice_of))
     first = np.ones(n_labels, dtype=bool)
     first[1:] = slice_of[order][1:] != slice_of[order][:-1]
-    for label_index in order[first]:
-        _, ys, xs = objects[label_index]
-        boxes[slice_of[label_index]] = (xs.start, ys.start, xs.stop - 1, ys.stop - 1)
+    best = np.zeros(n, dtype=labels.dtype)
+    best[slice_of[order[first]]] = order[first] + 1
+    has = best > 0
+    hit = labels == best[:, None, None]  # each slice's chosen component (background where none)
+    rows, cols = hit.any(axis=2), hit.any(axis=1)
+    height, width = masks.shape[1:]
+    found = np.stack([cols.argmax(axis=1), rows.argmax(axis=1), width - 1 - cols[:, ::-1].argmax(axis=1), height - 1 - rows[:, ::-1].argmax(axis=1)], axis=1)
+    boxes[has] = found[has]
     return boxes
 
 
@@ -134,14 +140,19 @@ class Localization(MapMetric):
         ("loc_correct", pa.bool_()),  # iou >= the IoU threshold
     )
 
-    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+    def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
         s: LocalizationSettings = self.settings
         scorable = [st == OK or (st == NON_POSITIVE and s.normalize == "minmax") for st in chunk.status]
-        masks = binarize(torch.nan_to_num(chunk.maps), s.threshold, s.comparison, s.normalize)
-        masks[torch.tensor(scorable, device=masks.device).logical_not()] = False
+        maps = chunk.maps if NONFINITE not in chunk.status else torch.nan_to_num(chunk.maps)  # finite maps: the same values
+        masks = binarize(maps, s.threshold, s.comparison, s.normalize)
+        masks &= torch.tensor(scorable, device=masks.device)[:, None, None]
         if truth.valid is not None:  # outside a crop the map has no value (to_original_size fills its minimum)
             masks &= truth.valid.to(masks.device)
-        boxes = largest_component_boxes(masks, s.connectivity)
+        return {"masks": masks}
+
+    def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        s: LocalizationSettings = self.settings
+        boxes = largest_component_boxes(measured["masks"], s.connectivity)
         iou = [box_iou_matrix(box, gt).max() if len(gt := truth.boxes_of(int(c))) else np.nan for box, c in zip(boxes, chunk.classes)]
         return {
             "pred_box": [None if box[0] < 0 else box.tolist() for box in boxes],

@@ -42,7 +42,7 @@ from scipy.sparse.csgraph import connected_components
 from ..config import setting
 from ..errors import ConfigError
 from .aggregate import MetricData, best_of_curves, curve_max, curve_max_mean, gt_rows, hit_matrix, with_values
-from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
+from .base import ImageTruth, MapChunk, MapMetric, Measured, MetricSettings, Statistic, register_metric
 from .localization import box_iou_matrix, predicted_rows
 from .maps import NO_PEAK
 
@@ -59,16 +59,30 @@ def sweep_thresholds(step: float = 0.01) -> np.ndarray:
     return np.arange(0.0, 1.0, step)
 
 
+def minmax_normalized(maps: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Maps [N, H, W] min-max normalized in float64, (s - min) / (max - min), on their device
+    without waiting for it, and [N] bool: the map could be normalized (finite, not constant).
+    valid [H, W] bool (a center crop): the map is normalized again over the valid pixels only and
+    the others get -1, below every threshold; a map constant there cannot be normalized."""
+    s = maps.double()
+    lo, hi = s.flatten(1).amin(dim=1), s.flatten(1).amax(dim=1)  # a non-finite value shows in them
+    ok = torch.isfinite(lo) & torch.isfinite(hi) & (hi > lo)
+    v = (s - lo[:, None, None]) / (hi - lo)[:, None, None]
+    if valid is not None and not bool(valid.all()):
+        valid = valid.to(v.device)
+        lo = torch.where(valid, v, torch.full((), float("inf"), dtype=v.dtype, device=v.device)).flatten(1).amin(dim=1)
+        hi = torch.where(valid, v, torch.full((), float("-inf"), dtype=v.dtype, device=v.device)).flatten(1).amax(dim=1)
+        ok &= hi > lo
+        inside = (v - lo[:, None, None]) / (hi - lo)[:, None, None]
+        v = torch.where(valid, inside, torch.full((), -1.0, dtype=v.dtype, device=v.device))
+    return v, ok
+
+
 def minmax_normalize(saliency: np.ndarray | torch.Tensor) -> np.ndarray | None:
     """(s - min) / (max - min) as float64, or None for a map that cannot be normalized
     (non-finite values, or constant / all zero)."""
-    s = saliency.detach().cpu().double().numpy() if isinstance(saliency, torch.Tensor) else np.asarray(saliency, dtype=np.float64)
-    if not np.isfinite(s).all():
-        return None
-    lo, hi = s.min(), s.max()
-    if hi <= lo:
-        return None
-    return (s - lo) / (hi - lo)
+    v, ok = minmax_normalized(torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, torch.Tensor) else saliency.detach().cpu())[None])
+    return v[0].numpy() if bool(ok[0]) else None
 
 
 @dataclass
@@ -340,21 +354,30 @@ def boxacc_hits(
     that mode=wsolevaluation scores a non-finite or constant map as its all-zero map (box
     (0, 0, 0, 0)), as wsolevaluation does. valid [H, W] bool: the pixels the map covers (a center
     crop); the others are in no mask."""
+    if protocol.mode == "wsolevaluation" and saliency is not None:
+        return contour_hits(saliency, gt_boxes, protocol, valid)
+    v = None
+    if saliency is not None and len(gt_boxes):
+        maps = torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, torch.Tensor) else saliency.detach().cpu())[None]
+        normalized, ok = minmax_normalized(maps, None if valid is None else torch.as_tensor(np.asarray(valid, dtype=bool)))
+        v = normalized[0].numpy() if bool(ok[0]) else None
+    return sweep_hits(v, gt_boxes, protocol)
+
+
+def contour_hits(
+    saliency: np.ndarray | torch.Tensor, gt_boxes: np.ndarray, protocol: MaxBoxAccSettings, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """boxacc_hits of mode=wsolevaluation: wsolevaluation's cv2 contour boxes (metrics.wsol_contours)."""
+    from .wsol_contours import contour_ious  # (imported here: that module builds on this one)
+
+    largest, best = contour_ious(saliency, gt_boxes, sweep_thresholds(protocol.step), valid)
+    return largest >= protocol.v1_iou, best[None, :] >= np.asarray(protocol.iou_thresholds)[:, None]
+
+
+def sweep_hits(v: np.ndarray | None, gt_boxes: np.ndarray, protocol: MaxBoxAccSettings) -> tuple[np.ndarray, np.ndarray]:
+    """boxacc_hits of a normalized map v [H, W] (minmax_normalized; None: misses everywhere)."""
     thresholds = sweep_thresholds(protocol.step)
     n_iou = len(protocol.iou_thresholds)
-    deltas = np.asarray(protocol.iou_thresholds)[:, None]
-    if protocol.mode == "wsolevaluation" and saliency is not None:
-        from .wsol_contours import contour_ious  # (imported here: that module builds on this one)
-
-        largest, best = contour_ious(saliency, gt_boxes, thresholds, valid)
-        return largest >= protocol.v1_iou, best[None, :] >= deltas
-    v = None if saliency is None else minmax_normalize(saliency)
-    if v is not None and valid is not None and not valid.all():
-        inside = minmax_normalize(v[valid])
-        # outside: -1, below every threshold (level 0 in threshold_components, in no component)
-        v = None if inside is None else np.where(valid, 0.0, -1.0)
-        if v is not None:
-            v[valid] = inside
     if v is None or len(gt_boxes) == 0:
         return np.zeros(len(thresholds), bool), np.zeros((n_iou, len(thresholds)), bool)
     comps = threshold_components(v, thresholds, protocol.effective("comparison"), protocol.effective("connectivity"))
@@ -363,7 +386,7 @@ def boxacc_hits(
         comps.boxes[:, 2] = np.minimum(comps.boxes[:, 2] + 1, width - 1)
         comps.boxes[:, 3] = np.minimum(comps.boxes[:, 3] + 1, height - 1)
     largest, best = sweep_ious(comps, gt_boxes, len(thresholds))
-    return largest >= protocol.v1_iou, best[None, :] >= deltas
+    return largest >= protocol.v1_iou, best[None, :] >= np.asarray(protocol.iou_thresholds)[:, None]
 
 
 def max_box_acc(v1_hits: np.ndarray, v2_hits: np.ndarray) -> dict[str, object]:
@@ -396,17 +419,39 @@ class MaxBoxAcc(MapMetric):
         ("boxacc_v2_hits", pa.list_(pa.bool_())),  # per IoU level, per threshold (row-major): best box hits
     )
 
-    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
-        valid = None if truth.valid is None else truth.valid.cpu().numpy()
+    def _scored(self, chunk: MapChunk, truth: ImageTruth) -> tuple[list[int], list[int]]:
+        """The maps scored (ground-truth targets whose class has boxes) and those of them swept:
+        with a peak, or all of them with mode=wsolevaluation (which scores an unnormalizable map
+        as all zero)."""
+        chosen = [i for i, cls in enumerate(chunk.classes) if chunk.is_gt[i] and len(truth.boxes_of(int(cls)))]
+        if self.settings.mode == "wsolevaluation":
+            return chosen, chosen
+        return chosen, [i for i in chosen if chunk.status[i] not in NO_PEAK]
+
+    def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
+        _, swept = self._scored(chunk, truth)
+        if not swept:
+            return {}
+        if self.settings.mode == "wsolevaluation":  # its contours take the map itself (float32, smaller than normalized)
+            return {"maps": chunk.maps[swept]}
+        normalized, ok = minmax_normalized(chunk.maps[swept], truth.valid)
+        return {"normalized": normalized, "ok": ok}
+
+    def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+        chosen, swept = self._scored(chunk, truth)
         v1: list[list[bool] | None] = [None] * len(chunk)
         v2: list[list[bool] | None] = [None] * len(chunk)
-        for i, cls in enumerate(chunk.classes):
-            boxes = truth.boxes_of(int(cls))
-            if chunk.is_gt[i] and len(boxes):
-                # mode=wsolevaluation scores unnormalizable maps too (as all zero)
-                scorable = chunk.status[i] not in NO_PEAK or self.settings.mode == "wsolevaluation"
-                hit1, hit2 = boxacc_hits(chunk.maps[i] if scorable else None, boxes, self.settings, valid)
+        if self.settings.mode == "wsolevaluation":
+            valid = None if truth.valid is None else truth.valid.cpu().numpy()
+            for j, i in enumerate(swept):
+                hit1, hit2 = contour_hits(measured["maps"][j], truth.boxes_of(int(chunk.classes[i])), self.settings, valid)
                 v1[i], v2[i] = hit1.tolist(), hit2.ravel().tolist()
+            return {"boxacc_v1_hits": v1, "boxacc_v2_hits": v2}
+        normalized = dict(zip(swept, measured["normalized"].numpy())) if swept else {}
+        ok = dict(zip(swept, measured["ok"].tolist())) if swept else {}
+        for i in chosen:
+            hit1, hit2 = sweep_hits(normalized[i] if ok.get(i) else None, truth.boxes_of(int(chunk.classes[i])), self.settings)
+            v1[i], v2[i] = hit1.tolist(), hit2.ravel().tolist()
         return {"boxacc_v1_hits": v1, "boxacc_v2_hits": v2}
 
     def statistics(self) -> list[Statistic]:

@@ -21,8 +21,8 @@ from ..config import setting
 from ..data.sample import ImageEntry
 from ..errors import ConfigError
 from .aggregate import MetricData, gt_rows, mean_over_classes
-from .base import ImageTruth, MapChunk, MapMetric, MetricSettings, Statistic, register_metric
-from .maps import NO_PEAK, OK, argmax_points, map_status
+from .base import ImageTruth, MapChunk, MapMetric, Measured, MetricSettings, Statistic, register_metric
+from .maps import NO_PEAK, NONFINITE, OK, argmax_points, map_status
 
 
 def distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -111,9 +111,13 @@ class Pointing(MapMetric):
         if self.settings.class_average == "all" and self.run.num_classes < 1:
             raise ConfigError("metric.pointing.class_average=all needs the dataset's class count; use class_average=present")
 
-    def score(self, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
+    def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
+        maps = chunk.maps if NONFINITE not in chunk.status else torch.nan_to_num(chunk.maps)  # finite maps: the same values
+        return {"points": argmax_points(maps)}
+
+    def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
         s: PointingSettings = self.settings
-        points = argmax_points(torch.nan_to_num(chunk.maps)).cpu().numpy()
+        points = measured["points"].numpy()
         hits: list[bool | None] = []
         for point, cls, status in zip(points, chunk.classes, chunk.status):
             region = pointing_region(truth.entry, int(cls), s, truth.masks if int(cls) in truth.entry.labels else None)

@@ -1,14 +1,15 @@
-"""Stage 5, records: one row per (image, target, method), written to parquet shards as the run goes."""
+"""Stage 5, records: one row per (image, target, method), written to parquet parts as the run goes
+(records.store) and joined into records.parquet at the end."""
 
 from typing import Any
 
 from .rows import RowLabels, scored_rows, skipped_rows
 from .schema import CORE_COLUMNS, TRAILING_COLUMNS, default_schema, record_schema
-from .writer import RecordWriter, read_records
+from .store import RecordStore, merge_parts, read_records
 
 __all__ = [
-    "CORE_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "RecordWriter", "RowLabels", "TRAILING_COLUMNS", "default_schema",
-    "read_records", "record_schema", "scored_rows", "skipped_rows",
+    "CORE_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "RecordStore", "RowLabels", "TRAILING_COLUMNS", "default_schema",
+    "merge_parts", "read_records", "record_schema", "scored_rows", "skipped_rows",
 ]
 
 

@@ -221,11 +221,19 @@ class MapKeeper:
         target columns `targets` with (source, rank) `sources`, and the image's records."""
         if not self.active:
             return
-        on_input_grid = sample.source_size is not None and tuple(sample.source_size) != tuple(sample.orig_size)
-        if on_input_grid:
-            photo: Any = denormalized(sample.image, self.mean, self.std)
-        else:
-            photo = sample.entry.render if sample.entry.render is not None else sample.entry.path
+        self.offer_photo(sample, self.photo_of(sample), maps, targets, sources, rows)
+
+    def photo_of(self, sample: Any) -> Any:
+        """The photo `offer` keeps for a Sample: the denormalized network input when maps are
+        scored on it (transform.evaluate_at=input), else the dataset's render or the file."""
+        if sample.source_size is not None and tuple(sample.source_size) != tuple(sample.orig_size):
+            return denormalized(sample.image, self.mean, self.std)
+        return sample.entry.render if sample.entry.render is not None else sample.entry.path
+
+    def offer_photo(self, sample: Any, photo: Any, maps: Mapping[str, torch.Tensor], targets: Sequence[int],
+                    sources: Sequence[tuple[str, int]], rows: Sequence[Mapping[str, Any]]) -> None:
+        """offer_sample with its photo taken earlier (photo_of): a run that scores in worker
+        processes keeps the sample without its network input until the image's rows are back."""
         view = sample.view
         self.offer(sample.entry.image_id, photo, maps, rows, targets, sources, tuple(sample.orig_size),
                    None if view is None or view.is_full(*sample.orig_size) else (view.x0, view.y0, view.x1, view.y1))

@@ -53,9 +53,12 @@ class SyntheticImage:
         return image.clamp_(0, 255).round_().to(torch.uint8), ""
 
 
-def synthetic_entry(seed: int, index: int, max_objects: int) -> ImageEntry:
+def synthetic_entry(seed: int, index: int, max_objects: int, image_size: tuple[int, int] | None = None) -> ImageEntry:
+    """Image `index`; image_size (height, width) fixes its size (else a photo shape at random)."""
     rng = np.random.default_rng([seed, index])
     height, width = SIZES[rng.integers(len(SIZES))]
+    if image_size is not None:
+        height, width = image_size
     shapes, labels = [], []
     for _ in range(int(rng.integers(1, max_objects + 1))):
         w = int(rng.integers(max(MIN_OBJECT, width // 5), int(width * 0.8)))
@@ -81,5 +84,10 @@ def build_synthetic(cfg: Any) -> AnnotatedImages:
     size, max_objects = int(cfg.size), int(cfg.get("max_objects", 2))
     if size < 1 or max_objects < 1:
         raise ConfigError(f"dataset.size={size} and dataset.max_objects={max_objects} must be >= 1")
-    entries = [synthetic_entry(int(cfg.get("seed", 0)), i, max_objects) for i in range(size)]
+    image_size = cfg.get("image_size")
+    if image_size is not None:
+        if len(image_size) != 2 or min(int(v) for v in image_size) < 2 * MIN_OBJECT:
+            raise ConfigError(f"dataset.image_size={list(image_size)} must be [height, width], each >= {2 * MIN_OBJECT}, e.g. [375, 500]")
+        image_size = (int(image_size[0]), int(image_size[1]))
+    entries = [synthetic_entry(int(cfg.get("seed", 0)), i, max_objects, image_size) for i in range(size)]
     return AnnotatedImages(cfg.name, entries, list(IMAGENET_CLASSES), [])
