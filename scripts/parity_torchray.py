@@ -170,7 +170,7 @@ def wsl_overrides(args: argparse.Namespace, methods: list[str], arch: str) -> li
         "dataset=voc07", f"dataset.root={args.voc}", f"dataset.difficult_flags={args.voc / 'difficult_flags.txt'}",
         f"model=torchray_{arch}", f"model.checkpoint={args.checkpoint}", "transform=torchray",
         f"method=[{','.join(names)}]", "targets.topk=0", "metric.energy_pointing.enabled=false", "metric.maxboxacc.enabled=false",
-        "metric.avg_drop.enabled=false", "report.bootstrap=100", "loader.batch_size=8", "device=cpu",
+        "metric.avg_drop.enabled=false", "metric.pointing.no_peak=argmax", "report.bootstrap=100", "loader.batch_size=8", "device=cpu",
     ]
     params = {
         "center": ["origin=torchray"],

@@ -157,3 +157,18 @@ def test_largest_component_boxes_equal_labeling_each_mask_alone():
                 ys, xs = np.nonzero(labels == 1 + int(sizes.argmax()))
                 expected.append([xs.min(), ys.min(), xs.max(), ys.max()])
             assert largest_component_boxes(masks, connectivity).tolist() == expected
+
+
+def test_a_flat_map_is_a_miss_or_torchrays_first_pixel():
+    """no_peak=miss (ours): an all-zero or constant map misses even a box at the corner; no_peak=argmax
+    (TorchRay's benchmark): its argmax, pixel (0, 0), is scored like any point: a hit for the
+    corner box (0 px away), a miss for a box 20 px from it; a map with a peak is unaffected."""
+    peaked = np.zeros((40, 40))
+    peaked[30, 30] = 1.0
+    maps = torch.tensor(np.stack([np.zeros((40, 40)), np.full((40, 40), 2.0), np.zeros((40, 40)), peaked]), dtype=torch.float32)
+    boxes = [np.array([[0, 0, 5, 5]]), np.array([[0, 0, 5, 5]]), np.array([[20, 20, 30, 30]]), np.array([[0, 0, 5, 5]])]
+    ours = score_maps(maps, boxes, LocalizationProtocol(), PointingProtocol())
+    torchray = score_maps(maps, boxes, LocalizationProtocol(), PointingProtocol(no_peak="argmax"))
+    assert ours.point_hit == [False, False, False, False]
+    assert torchray.point_hit == [True, True, False, False]
+    assert torchray.points.tolist() == [[0, 0], [0, 0], [0, 0], [30, 30]]

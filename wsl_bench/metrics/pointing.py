@@ -72,11 +72,14 @@ class PointingSettings(MetricSettings):
     all "difficult" is skipped (`skip_all_difficult`); mask annotations (COCO) are used when
     present. `class_average`: `present` averages the accuracies of the classes scored (in the
     images, or the bootstrap resample); `all` averages over every class of the dataset, a class
-    never scored counting as 0 (TorchRay's PointingGame.accuracy)."""
+    never scored counting as 0 (TorchRay's PointingGame.accuracy). `no_peak`: a map without a
+    peak (all zero, constant, non-finite) is a `miss`, or scored at its `argmax` like any map: the
+    first pixel (0, 0) of a flat map, as TorchRay's benchmark scores it."""
 
     tolerance: float = setting(15.0, gt=0)
     skip_all_difficult: bool = True
     class_average: Literal["present", "all"] = "present"
+    no_peak: Literal["miss", "argmax"] = "miss"
 
 
 def pointing_region(entry: ImageEntry, target: int, settings: PointingSettings, masks: dict[int, np.ndarray] | None) -> tuple[str, np.ndarray] | None:
@@ -123,7 +126,7 @@ class Pointing(MapMetric):
             region = pointing_region(truth.entry, int(cls), s, truth.masks if int(cls) in truth.entry.labels else None)
             if region is None:
                 hits.append(None)
-            elif status in NO_PEAK:  # no meaningful peak: a miss
+            elif status in NO_PEAK and s.no_peak == "miss":  # no meaningful peak
                 hits.append(False)
             elif region[0] == "mask":
                 hits.append(bool(distance_to_mask(point, region[1], s.tolerance) < s.tolerance))
