@@ -39,14 +39,8 @@ def upsample_masks(grids: torch.Tensor, shifts: torch.Tensor, size: tuple[int, i
 
 @register_method("rise")
 def rise(
-    p: Pass,
-    n_masks: int = 1000,
-    cells: int = 7,
-    prob: float = 0.5,
-    seed: int = 0,
-    batch_size: int = 64,
-    score: str = "probability",
-    input_size: int | None = None,
+    p: Pass, n_masks: int = 1000, cells: int = 7, prob: float = 0.5, seed: int = 0, batch_size: int = 64,
+    score: str = "probability", input_size: int | None = None,
 ) -> torch.Tensor:
     """S_{I,f}(lambda) = 1 / (E[M] N) sum_i f(I (.) M_i) M_i(lambda), E[M] = prob, with N
     random masks: s x s binary grids (s = cells, 1 with probability prob) bilinearly upsampled
