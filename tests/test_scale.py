@@ -190,7 +190,7 @@ def test_data_shards_of_a_sweep_merge_to_the_single_run_records(reference, tmp_p
 
 
 def test_the_slurm_launcher_config_composes_a_sweep_over_methods_models_and_shards():
-    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    import hydra_plugins.hydra_submitit_launcher  # noqa: F401  (the test extra installs it)
     from hydra import compose, initialize_config_dir
 
     from wsl_bench.config import CONFIG_DIR
