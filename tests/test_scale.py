@@ -372,3 +372,31 @@ def test_a_preemption_notice_saves_the_finished_batches_then_hands_the_signal_to
         signal.signal(signal.SIGUSR1, previous)
     run(compose_run(*overrides), tmp_path / "stopped")
     assert_same_records(tmp_path / "whole", tmp_path / "stopped")
+
+
+def test_a_run_stopped_after_its_gallery_was_written_but_before_its_summary_keeps_its_gallery(tmp_path, monkeypatch):
+    """The gallery's saved state outlives maps.npz until the run is marked complete: a run that
+    dies while joining its records (after the last batch) and is started again writes the same
+    maps.npz as an uninterrupted run, not an empty gallery."""
+    from wsl_bench import pipeline
+
+    overrides = [*RUN, "scoring.workers=0", "loader.num_workers=0"]
+    whole = pipeline.execute(pipeline.build_run_spec(compose_run(*overrides)), tmp_path / "whole").out_dir
+    real_write_results = pipeline.write_results
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("killed while joining the records")
+
+    monkeypatch.setattr(pipeline, "write_results", dies)
+    with pytest.raises(RuntimeError, match="joining"):
+        pipeline.execute(pipeline.build_run_spec(compose_run(*overrides)), tmp_path / "stopped")
+    assert (tmp_path / "stopped" / "maps.npz").is_file() and not (tmp_path / "stopped" / "records.parquet").exists()
+    monkeypatch.setattr(pipeline, "write_results", real_write_results)
+    again = pipeline.execute(pipeline.build_run_spec(compose_run(*overrides)), tmp_path / "stopped")
+    assert again.records is not None and len(again.records) == len(pd.read_parquet(whole / "records.parquet"))
+    with np.load(whole / "maps.npz") as ma, np.load(tmp_path / "stopped" / "maps.npz") as mb:
+        assert sorted(ma.files) == sorted(mb.files)
+        for name in ma.files:
+            assert ma[name].tobytes() == mb[name].tobytes(), f"maps.npz {name} differs"
+        assert len(json.loads(ma["meta"].tobytes())["gallery"]) == 4
+    assert not list((tmp_path / "stopped").glob(".maps_keeper*"))

@@ -115,10 +115,14 @@ class MapFeed:
         self._dirty = False
 
     def close(self) -> Path | None:
-        """maps.npz (MapKeeper.close); the saved state is not needed any more."""
-        path = self.keeper.close()
-        (self.out_dir / KEEPER_STATE).unlink(missing_ok=True)
-        return path
+        """maps.npz (MapKeeper.close). The saved state stays until the run is marked complete
+        (discard_keeper_state): a run stopped before that writes maps.npz again from it."""
+        return self.keeper.close()
+
+
+def discard_keeper_state(out_dir: Path) -> None:
+    """The gallery's saved state, once the run's records and outputs are final."""
+    (Path(out_dir) / KEEPER_STATE).unlink(missing_ok=True)
 
 
 def restored_keeper(keeper: MapKeeper, out_dir: Path, resumed: bool) -> MapKeeper:
@@ -131,6 +135,7 @@ def restored_keeper(keeper: MapKeeper, out_dir: Path, resumed: bool) -> MapKeepe
         log.warning("records.save_maps=true: maps.npz of a resumed run holds only the images scored since the restart")
         return keeper
     if not path.is_file():
+        log.warning("%s is missing: the gallery of this resumed run is chosen from the images scored since the restart", path)
         return keeper
     try:
         state = pickle.loads(path.read_bytes())

@@ -47,7 +47,7 @@ from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metri
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
 from .records import RowLabels, read_records, record_schema
-from .map_feed import HeldImage, MapFeed, restored_keeper
+from .map_feed import HeldImage, MapFeed, discard_keeper_state, restored_keeper
 from .records.maps import MapKeeper
 from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts
 from .report.html import write_run_report
@@ -194,7 +194,10 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
         len(spec.dataset.entries), spec.loader.batch_size, spec.shard, spec.ranks.rank, spec.ranks.world, rejects=bool(spec.dataset.rejected)
     )
     todo = [b for b in plan if b not in store.done]
-    feed = MapFeed(restored_keeper(_new_keeper(spec, out_dir), out_dir, resumed=bool(store.done)), todo, out_dir)
+    keeper = _new_keeper(spec, out_dir)
+    if spec.ranks.is_main:  # the other ranks never touch the gallery's saved state (rank 0 may be reading it)
+        keeper = restored_keeper(keeper, out_dir, resumed=bool(store.done))
+    feed = MapFeed(keeper, todo, out_dir)
     store.before_write = feed.save  # the gallery's state covers every stored batch (map_feed: resume)
     total, done_before = _images_in(spec, plan), _images_in(spec, [b for b in plan if b in store.done])
     progress = _progress(spec.progress, total=total, initial=done_before)
@@ -225,10 +228,9 @@ def _new_keeper(spec: RunSpec, out_dir: Path) -> MapKeeper:
     """The gallery's MapKeeper (records.maps): report.gallery images of a run that makes its own
     report; none in a data shard (the merge makes the report) or a torchrun rank other than 0
     (the gallery is chosen among rank 0's images)."""
-    keeper = MapKeeper.from_settings(spec.report, spec.records, out_dir, spec.methods, spec.model.mean, spec.model.std)
-    if spec.shard.count > 1 or not spec.ranks.is_main:
-        keeper = MapKeeper(out_dir, spec.methods, gallery=0)
-    return keeper
+    if spec.shard.count > 1 or not spec.ranks.is_main:  # decided before building one: save_maps opens maps.npz.tmp
+        return MapKeeper(out_dir, spec.methods, gallery=0)
+    return MapKeeper.from_settings(spec.report, spec.records, out_dir, spec.methods, spec.model.mean, spec.model.std)
 
 
 def _open_state(spec: RunSpec, out_dir: Path) -> RunState:
@@ -478,19 +480,19 @@ def _finish(
     and writes the summary, maps.npz and the report; a data shard keeps its parts for
     `python -m wsl_bench.merge`."""
     distributed.barrier(spec.ranks)
-    if feed is not None and spec.ranks.is_main and spec.shard.count == 1:
-        with clock.time("gallery"):
-            feed.close()  # maps.npz: the gallery's maps and photos
-    wall = time.perf_counter() - start
     if not spec.ranks.is_main:
-        return RunResult(out_dir, None, None, wall, clock.as_dict())
-    state.sessions.append({"wall_time_s": round(wall, 3), "images_scored": scored, "ranks": spec.ranks.world})
-    provenance = {**run_provenance(spec, wall), "stage_seconds": {k: round(v, 3) for k, v in clock.as_dict().items()}, "sessions": state.sessions}
+        return RunResult(out_dir, None, None, time.perf_counter() - start, clock.as_dict())
     parts = list_parts(out_dir)
     if not state.complete:
         missing = state.all_batches() - done_batches(parts)
         if missing:
             raise UserError(f"{out_dir}: {len(missing)} batches have no records (a rank failed?); run the same command again to score them")
+    if feed is not None and spec.shard.count == 1:
+        with clock.time("gallery"):
+            feed.close()  # maps.npz; the gallery's saved state stays until the run is marked complete
+    wall = time.perf_counter() - start
+    state.sessions.append({"wall_time_s": round(wall, 3), "images_scored": scored, "ranks": spec.ranks.world})
+    provenance = {**run_provenance(spec, wall), "stage_seconds": {k: round(v, 3) for k, v in clock.as_dict().items()}, "sessions": state.sessions}
     if spec.shard.count > 1:  # a shard: the merge command makes the records and the summary
         (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         state.complete = True
@@ -504,6 +506,7 @@ def _finish(
             records, summary = write_results(out_dir, parts, schema, spec.metrics, spec.report, provenance)
     state.complete = True
     state.write(out_dir)
+    discard_keeper_state(out_dir)  # a restart from here on only rewrites the outputs
     for part in parts:  # records.parquet holds them now
         part.unlink(missing_ok=True)
     if parts and not any(parts[0].parent.iterdir()):
