@@ -19,7 +19,6 @@ restarted run's maps.npz then holds the images scored since the restart (a warni
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 from .records.maps import MapKeeper
-from .records.store import disk_error
+from .records.store import replace_atomically
 
 log = logging.getLogger("wsl_bench")
 
@@ -96,22 +95,14 @@ class MapFeed:
         """The keeper's state, for a restart (see the module docstring); written then renamed."""
         if not self.active or self.keeper.save_maps or not self._dirty:
             return
-        zf, self.keeper._zip = self.keeper._zip, None
-        try:
+        try:  # without save_maps the keeper holds no open file
             payload = pickle.dumps({"version": _STATE_VERSION, "keeper": self.keeper}, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a dataset's photo that cannot be pickled
             log.warning("the gallery's state cannot be saved for a restart (%s): a resumed run's gallery would miss earlier images", exc)
+            discard_keeper_state(self.out_dir)  # an older state would not match the stored records
             return
-        finally:
-            self.keeper._zip = zf
-        path = self.out_dir / KEEPER_STATE
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_bytes(payload)
-            os.replace(tmp, path)
-        except OSError as exc:  # the part after it would not fit either: stop as a full disk stops the run
-            tmp.unlink(missing_ok=True)
-            raise disk_error(exc, self.out_dir, "the gallery's state", len(payload)) from None
+        # a full disk stops the run here as it would at the records part after it
+        replace_atomically(self.out_dir / KEEPER_STATE, lambda tmp: tmp.write_bytes(payload), "the gallery's state", len(payload))
         self._dirty = False
 
     def close(self) -> Path | None:

@@ -46,10 +46,10 @@ from .methods.targets import choose_targets
 from .metrics import MetricSuite, ModelBatch, ModelMetric, RunInfo, create_metrics
 from .models import LoadedModel, create_model
 from .provenance import run_provenance
-from .records import RowLabels, read_records, record_schema
+from .records import RowLabels, error_reason, read_records, record_schema
 from .map_feed import HeldImage, MapFeed, discard_keeper_state, restored_keeper
 from .records.maps import MapKeeper
-from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts
+from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts, replace_atomically
 from .report.html import write_run_report
 from .report.outputs import check_outputs
 from .resume import RunState, Shard, batch_plan, check_resumable
@@ -468,7 +468,7 @@ def _isolating_failures(
     if raise_all:
         raise error
     image_id = batch.samples[0].entry.image_id
-    reason = f"error: {type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+    reason = error_reason(error)
     log.warning("image %s skipped: %s", image_id, reason)
     return [SkippedImage(image_id, reason)], False
 
@@ -494,7 +494,8 @@ def _finish(
     state.sessions.append({"wall_time_s": round(wall, 3), "images_scored": scored, "ranks": spec.ranks.world})
     provenance = {**run_provenance(spec, wall), "stage_seconds": {k: round(v, 3) for k, v in clock.as_dict().items()}, "sessions": state.sessions}
     if spec.shard.count > 1:  # a shard: the merge command makes the records and the summary
-        (out_dir / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        text = json.dumps(provenance, indent=2, default=str) + "\n"  # the merge reads it: never a partial file
+        replace_atomically(out_dir / "provenance.json", lambda tmp: tmp.write_text(text), "provenance.json", len(text))
         state.complete = True
         state.write(out_dir)
         return RunResult(out_dir, None, None, wall, clock.as_dict())

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .records.store import replace_atomically
 
 STATE_FILE = "run_state.json"
 # Settings that change how a run is executed, never a record: a run may resume with other values.
@@ -100,16 +100,8 @@ class RunState:
         return set(batch_plan(self.n_images, self.batch_size, shard, rejects=self.n_rejected > 0))
 
     def write(self, run_dir: Path) -> None:
-        path = Path(run_dir) / STATE_FILE
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_text(json.dumps(asdict(self), indent=1, default=str) + "\n")
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            from .records.store import disk_error
-
-            raise disk_error(exc, Path(run_dir), STATE_FILE, 1 << 16) from None
+        text = json.dumps(asdict(self), indent=1, default=str) + "\n"
+        replace_atomically(Path(run_dir) / STATE_FILE, lambda tmp: tmp.write_text(text), STATE_FILE, len(text))
 
 
 def read_state(run_dir: Path) -> RunState | None:

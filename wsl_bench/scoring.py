@@ -28,7 +28,7 @@ import torch
 from .data.sample import Sample
 from .errors import UserError
 from .metrics.base import MeasuredChunk, MetricSuite
-from .records import RowLabels, scored_rows, skipped_rows
+from .records import RowLabels, error_reason, scored_rows, skipped_rows
 from .records.store import BATCH_COLUMN
 from .stopping import STOP_SIGNALS
 from .threads import torch_threads
@@ -136,7 +136,7 @@ def score_job(job: BatchJob, context: ScoringContext) -> ScoredBatch:
         except Exception as exc:  # noqa: BLE001 - one bad image must not end a long run
             failures.append(exc)
             image_id = item.sample.entry.image_id
-            reason = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            reason = error_reason(exc)
             warnings.append(f"image {image_id} skipped: {reason}")
             rows.extend(skipped_rows(image_id, reason, context.methods, context.labels))
     if job.raise_all and failures and not n_scored:
@@ -212,14 +212,11 @@ class ScoringPool:
         out, self._ready = self._ready, []
         return out
 
-    def drain(self, timeout: float | None = None) -> list[ScoredBatch]:
-        """Wait for every job (at most `timeout` s; the rest are dropped) and return them all."""
+    def drain(self) -> list[ScoredBatch]:
+        """Wait for every job and return them all."""
         start = time.perf_counter()
         while self._pending:
-            left = None if timeout is None else max(0.0, timeout - (time.perf_counter() - start))
-            finished, _ = wait(list(self._pending), timeout=left, return_when=FIRST_COMPLETED)
-            if not finished:
-                break
+            finished, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
             for future in finished:
                 self._pending.remove(future)
                 self._ready.append(future.result())

@@ -3,13 +3,13 @@
 
 from typing import Any
 
-from .rows import RowLabels, scored_rows, skipped_rows
+from .rows import RowLabels, error_reason, scored_rows, skipped_rows
 from .schema import CORE_COLUMNS, TRAILING_COLUMNS, default_schema, record_schema
 from .store import RecordStore, merge_parts, read_records
 
 __all__ = [
     "CORE_COLUMNS", "RECORD_COLUMNS", "RECORD_SCHEMA", "RecordStore", "RowLabels", "TRAILING_COLUMNS", "default_schema",
-    "merge_parts", "read_records", "record_schema", "scored_rows", "skipped_rows",
+    "error_reason", "merge_parts", "read_records", "record_schema", "scored_rows", "skipped_rows",
 ]
 
 

@@ -50,6 +50,13 @@ def scored_rows(
     return rows
 
 
+def error_reason(error: BaseException) -> str:
+    """The skip reason of an image whose explaining or scoring failed: the error's type and
+    first line (at most 200 characters)."""
+    message = str(error).splitlines()[0][:200] if str(error) else ""
+    return f"error: {type(error).__name__}: {message}"
+
+
 def skipped_rows(image_id: str, reason: str, methods: Sequence[str], labels: RowLabels) -> list[dict[str, Any]]:
     """The rows of an image that could not be scored: one per method, with the reason."""
     return [{"image_id": image_id, "dataset": labels.dataset, "model": labels.model, "method": m, "skip_reason": reason} for m in methods]

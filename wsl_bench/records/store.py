@@ -39,15 +39,22 @@ def part_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def write_atomic(table: pa.Table, path: Path, what: str) -> None:
-    """Write a parquet file under a temporary name in the same folder, then rename it over
-    `path`; on failure the temporary file is removed and `path` is untouched."""
+    """A parquet file, written atomically (replace_atomically)."""
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp), what, table.nbytes)
+
+
+def replace_atomically(path: Path, write: Callable[[Path], object], what: str, nbytes: int) -> None:
+    """`write(tmp)` a file under a temporary name in the same folder, then rename it over `path`:
+    on failure the temporary file is removed, `path` is untouched and the error names the
+    folder and about how much to free (DiskFullError)."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise disk_error(exc, path.parent, what, table.nbytes) from None
+        raise disk_error(exc, path.parent, what, nbytes) from None
 
 
 def disk_error(exc: OSError, folder: Path, what: str, nbytes: int) -> DiskFullError:

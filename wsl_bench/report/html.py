@@ -16,6 +16,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..records.store import replace_atomically
 from .figures import Figure, boxacc_figure, insertion_deletion_figure, iou_histogram, method_colors, pointing_accuracy_by_class
 from .gallery import GalleryItem, Panel, gallery_items, gallery_keys, reason_label, records_table_rows
 from .runs import Run, find_runs
@@ -474,9 +475,7 @@ def _write(out_dir: Path, page: str, tables: Sequence[Table], figures: Sequence[
             (out_dir / "figures" / f"{f.name}.png").write_bytes(f.png)
     write_tables(tables, out_dir / "report_tables.md", out_dir / "report_tables.tex")
     target = out_dir / REPORT_FILE
-    tmp = out_dir / (REPORT_FILE + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
+    replace_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"), REPORT_FILE, len(page))
     return target
 
 
