@@ -275,8 +275,7 @@ def _score_batches(
     model = spec.model.module.to(spec.device) if batches else spec.model.module
     explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params, spec.model.probabilities)
     # the methods' at-image-size steps run where the maps are upsampled (a scoring worker; forked, so nothing is pickled)
-    at_image_size = explainer.at_image_size if any(s.at_image_size is not None for s in explainer.specs) else None
-    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample, at_image_size)
+    context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample, explainer.image_size_steps)
 
     def keep(scored: ScoredBatch) -> None:
         with clock.time("gallery"):
@@ -428,7 +427,7 @@ def _explain_group(
         with torch_threads(1):  # as in the scoring workers (on a GPU this only concerns host-side work)
             measured = spec.metrics.measure_images(
                 [(item.sample, {m: v[i, : len(item.classes)] for m, v in maps.items()}, item.classes, item.sources) for i, item in enumerate(items)],
-                pixel_budget=PIXEL_BUDGET, upsample=spec.transform.upsample, at_image_size=explainer.at_image_size, clock=clock,
+                pixel_budget=PIXEL_BUDGET, upsample=spec.transform.upsample, at_image_size=explainer.image_size_steps, clock=clock,
             )
         for item, chunks in zip(items, measured):
             item.measured = [c.to_host(non_blocking=True) for c in chunks]

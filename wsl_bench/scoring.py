@@ -177,6 +177,10 @@ def _score_in_worker(job: BatchJob) -> ScoredBatch:
     return score_job(job, _CONTEXT)
 
 
+def _no_op() -> None:
+    return None
+
+
 class ScoringPool:
     """Scores jobs in `workers` processes (0: inline, in this process), at most `max_pending`
     at a time: beyond that `submit` waits for the oldest (the time the network waits for scoring,
@@ -191,6 +195,8 @@ class ScoringPool:
         )
         self._pending: deque[Future] = deque()
         self._ready: list[ScoredBatch] = []
+        if self._executor is not None:  # fork every worker now, before the loader's threads and workers start
+            self._executor.submit(_no_op).result()
 
     def submit(self, job: BatchJob) -> None:
         if self._executor is None:

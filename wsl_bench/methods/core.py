@@ -486,6 +486,12 @@ class Explainer:
                     ) from exc
         return out
 
+    @property
+    def image_size_steps(self) -> Callable[[torch.Tensor, Sequence[str]], torch.Tensor] | None:
+        """`at_image_size` when a requested method has a step at image size, else None (the
+        scoring then skips the call)."""
+        return self.at_image_size if any(spec.at_image_size is not None for spec in self.specs) else None
+
     def at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> torch.Tensor:
         """Each method's at-image-size step applied to its maps: maps [N, H, W] at the size of the
         image they are scored on, methods[i] the method of map i. Maps of methods without a step
