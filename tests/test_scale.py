@@ -400,3 +400,28 @@ def test_a_run_stopped_after_its_gallery_was_written_but_before_its_summary_keep
             assert ma[name].tobytes() == mb[name].tobytes(), f"maps.npz {name} differs"
         assert len(json.loads(ma["meta"].tobytes())["gallery"]) == 4
     assert not list((tmp_path / "stopped").glob(".maps_keeper*"))
+
+
+def test_a_second_live_session_in_the_same_run_directory_is_refused_in_one_line(tmp_path):
+    """While one process holds the directory (as a running job does), another run there stops
+    before scoring anything, naming the holder; once the holder has ended, the run goes ahead."""
+    from wsl_bench import pipeline
+    from wsl_bench.errors import UserError
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"h = open({str(run_dir / '.lock-r0')!r}, 'a+'); fcntl.lockf(h, fcntl.LOCK_EX); h.write('pid 4242 on node7'); h.flush()\n"
+        "print('held', flush=True); time.sleep(60)\n"
+    )], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        spec = pipeline.build_run_spec(compose_run(*RUN, "report.html=false"))
+        with pytest.raises(UserError, match=r"is in use by another run \(pid 4242 on node7\); wait for it to end, or give this run another hydra.run.dir"):
+            pipeline.execute(spec, run_dir)
+        assert not (run_dir / "records").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert pipeline.execute(spec, run_dir).records is not None

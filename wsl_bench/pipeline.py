@@ -52,7 +52,7 @@ from .records.maps import MapKeeper
 from .records.store import RECORDS_FILE, RecordStore, done_batches, list_parts, replace_atomically
 from .report.html import write_run_report
 from .report.outputs import check_outputs
-from .resume import RunState, Shard, batch_plan, check_resumable
+from .resume import RunState, Shard, batch_plan, check_resumable, exclusive_run_dir
 from .scoring import BatchJob, ImageMaps, ScoredBatch, ScoringContext, ScoringPool, SkippedImage, chunks_to_numpy, light, quiet_worker, to_numpy
 from .stopping import RunInterrupted, StopRequest
 from .threads import torch_threads
@@ -186,6 +186,12 @@ def execute(spec: RunSpec, out_dir: Path, start: float | None = None, clock: Sta
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     state = _open_state(spec, out_dir)
+    with exclusive_run_dir(out_dir, spec.ranks.rank):
+        return _execute_in(spec, out_dir, state, start, clock)
+
+
+def _execute_in(spec: RunSpec, out_dir: Path, state: RunState, start: float, clock: StageClock) -> RunResult:
+    """execute, once this process holds the run directory."""
     schema = record_schema(spec.metrics.columns())
     if state.complete:  # a finished run started again: its outputs again, from its records
         return _finish(spec, out_dir, state, schema, start, clock, scored=0)

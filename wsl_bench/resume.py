@@ -7,13 +7,17 @@ their fingerprints (equal but for `shard`)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
+import socket
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, UserError
 from .records.store import replace_atomically
 
 STATE_FILE = "run_state.json"
@@ -131,3 +135,23 @@ def check_resumable(run_dir: Path, config: Mapping[str, Any]) -> RunState | None
             "resume it with its own overrides or use another hydra.run.dir"
         )
     return state
+
+
+@contextmanager
+def exclusive_run_dir(run_dir: Path, rank: int = 0) -> Iterator[None]:
+    """This process's hold on `run_dir` for its rank (a POSIX lock: released when the process
+    ends in any way, and not held by forked workers, which may outlive a killed run a moment): a
+    second live session there, e.g. a requeued job whose predecessor still runs, is refused in one
+    line instead of writing record parts under the same numbers."""
+    with open(Path(run_dir) / f".lock-r{rank}", "a+") as handle:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # EACCES or EAGAIN: held by another process
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{run_dir} is in use by another run ({holder}); wait for it to end, or give this run another hydra.run.dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
