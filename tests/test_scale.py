@@ -404,7 +404,7 @@ def test_a_run_stopped_after_its_gallery_was_written_but_before_its_summary_keep
 
 def test_a_second_live_session_in_the_same_run_directory_is_refused_in_one_line(tmp_path):
     """While one process holds the directory (as a running job does), another run there stops
-    before scoring anything, naming the holder; once the holder has ended, the run goes ahead."""
+    before scoring anything, naming the lock; once the holder has ended, the run goes ahead."""
     from wsl_bench import pipeline
     from wsl_bench.errors import UserError
 
@@ -412,13 +412,13 @@ def test_a_second_live_session_in_the_same_run_directory_is_refused_in_one_line(
     run_dir.mkdir()
     holder = subprocess.Popen([sys.executable, "-c", (
         "import fcntl, sys, time\n"
-        f"h = open({str(run_dir / '.lock-r0')!r}, 'a+'); fcntl.lockf(h, fcntl.LOCK_EX); h.write('pid 4242 on node7'); h.flush()\n"
+        f"h = open({str(run_dir / '.lock-r0')!r}, 'a'); fcntl.lockf(h, fcntl.LOCK_EX)\n"
         "print('held', flush=True); time.sleep(60)\n"
     )], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         spec = pipeline.build_run_spec(compose_run(*RUN, "report.html=false"))
-        with pytest.raises(UserError, match=r"is in use by another run \(pid 4242 on node7\); wait for it to end, or give this run another hydra.run.dir"):
+        with pytest.raises(UserError, match=r"is in use by another running session \(it holds \.lock-r0; `fuser .*` names it\); wait for it to end, or give this run another hydra.run.dir"):
             pipeline.execute(spec, run_dir)
         assert not (run_dir / "records").exists()
     finally:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-import os
-import socket
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,15 +141,13 @@ def exclusive_run_dir(run_dir: Path, rank: int = 0) -> Iterator[None]:
     ends in any way, and not held by forked workers, which may outlive a killed run a moment): a
     second live session there, e.g. a requeued job whose predecessor still runs, is refused in one
     line instead of writing record parts under the same numbers."""
-    with open(Path(run_dir) / f".lock-r{rank}", "a+") as handle:
+    lock = Path(run_dir) / f".lock-r{rank}"
+    with open(lock, "a") as handle:  # left empty: a finished run's files stay as they were
         try:
             fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:  # EACCES or EAGAIN: held by another process
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise UserError(f"{run_dir} is in use by another run ({holder}); wait for it to end, or give this run another hydra.run.dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        handle.flush()
+            raise UserError(
+                f"{run_dir} is in use by another running session (it holds {lock.name}; `fuser {lock}` names it); "
+                "wait for it to end, or give this run another hydra.run.dir"
+            ) from None
         yield
