@@ -175,6 +175,7 @@ def wsl_overrides(args: argparse.Namespace, methods: list[str], arch: str) -> li
     params = {
         "center": ["origin=torchray"],
         "gradient": ["smooth=0.02"], "deconvnet": ["smooth=0.02"], "guided_backprop": ["smooth=0.02"],
+        "excitation_backprop": ["zero_sum=torchray"], "contrastive_excitation_backprop": ["zero_sum=torchray"],
         "rise": [f"n_masks={args.rise_masks}", "score=probability", "input_size=224", "batch_size=32"],
         "extremal_perturbation": [f"max_iter={args.ep_iterations}", "batch_size=8"],
     }
@@ -345,6 +346,8 @@ def compare(args: argparse.Namespace, arch: str) -> None:
     if slow:
         frames.append(run_wsl_bench(args, slow, arch, args.slow_images, "slow"))
     side = args.out / f"torchray_{arch}.json"
+    if args.threads:  # as both runs (resizing rounds by thread count)
+        torch.set_num_threads(args.threads)
     inputs = save_network_inputs(args, arch)
     command = [
         str(args.peer_python), __file__, "--torchray-side", str(side), "--inputs", str(inputs), "--voc", str(args.voc), "--checkpoint", str(args.checkpoint),
@@ -362,7 +365,7 @@ def compare(args: argparse.Namespace, arch: str) -> None:
         name = WSL_NAME.get(method, method)
         records, summary = next((r, s) for r, s in frames if name in set(r["method"]))
         mine = records[(records["method"] == name) & records["skip_reason"].isna()]
-        ours = {(r.image_id, int(r.target)): (int(r.point_x), int(r.point_y), r.point_hit) for r in mine.itertuples()}
+        ours = {(r.image_id, int(r.target)): (float(r.point_x), float(r.point_y), r.point_hit) for r in mine.itertuples()}
         rows = [r for r in theirs["points"] if r["method"] == method and (r["image_id"], r["target"]) in ours]
         distances = [math.dist(ours[(r["image_id"], r["target"])][:2], (r["x"], r["y"])) for r in rows]
         same = sum(d == 0 for d in distances)

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from wsl_bench.data.sample import ImageEntry
+from wsl_bench.data.sample import ImageEntry, Sample
 from wsl_bench.metrics import largest_component_box, largest_component_boxes, pointing_hit
 from wsl_bench.metrics.energy_pointing import energy_in_boxes
 from metric_helpers import score_maps
 from wsl_bench.metrics.localization import LocalizationSettings as LocalizationProtocol
-from wsl_bench.metrics.pointing import PointingSettings as PointingProtocol, pointing_region
+from wsl_bench.metrics.base import ImageTruth, MapChunk
+from wsl_bench.metrics.maps import map_status
+from wsl_bench.metrics.pointing import Pointing, PointingSettings as PointingProtocol, pointing_region
 
 
 def two_blobs() -> np.ndarray:
@@ -172,3 +174,48 @@ def test_a_flat_map_is_a_miss_or_torchrays_first_pixel():
     assert ours.point_hit == [False, False, False, False]
     assert torchray.point_hit == [True, True, False, False]
     assert torchray.points.tolist() == [[0, 0], [0, 0], [0, 0], [30, 30]]
+
+
+def test_a_map_with_nans_is_pointed_at_its_first_nan_as_torchray_does():
+    """TorchRay's argmax ranks NaN highest: with no_peak=argmax a map with NaNs points at its first
+    NaN in raster order (here (7, 3), hitting a box 10 px away, though the finite peak is at
+    (30, 30)); with no_peak=miss it misses, its point the largest finite value's."""
+    nan_map = np.zeros((40, 40))
+    nan_map[30, 30] = 5.0
+    nan_map[3, 7] = nan_map[3, 9] = nan_map[20, 0] = np.nan
+    maps = torch.tensor(nan_map[None], dtype=torch.float32)
+    boxes = [np.array([[17, 3, 20, 4]])]
+    torchray = score_maps(maps, boxes, LocalizationProtocol(), PointingProtocol(no_peak="argmax"))
+    ours = score_maps(maps, boxes, LocalizationProtocol(), PointingProtocol())
+    assert torchray.status == ["nonfinite"]
+    assert torchray.points.tolist() == [[7, 3]] and torchray.point_hit == [True]
+    assert ours.points.tolist() == [[30, 30]] and ours.point_hit == [False]
+
+
+@pytest.mark.parametrize("region", ["boxes", "mask"])
+def test_a_methods_own_point_between_pixels_is_scored_from_where_it_lies(region):
+    """A method's own point (TorchRay's center, (W / 2, H / 2) = (12.5, 8.5) on a 25 x 17 image)
+    replaces the map's maximum, and the hit is measured from it as TorchRay's PointingGame does
+    ((u - x)^2 + (v - y)^2 < 15^2 over the pixels u, v): a box at x = 27 is 14.5 px away (hit),
+    at x = 28 15.5 px (miss); from the pixel (12, 8) under the point, x = 27 would be 15 px away, a miss."""
+    truth_near, truth_far = np.zeros((17, 40), bool), np.zeros((17, 40), bool)
+    truth_near[8, 27] = truth_far[8, 28] = True
+    maps = torch.rand(3, 17, 40)
+    boxes = [np.array([[27, 8, 27, 8]]), np.array([[28, 8, 28, 8]]), np.array([[28, 8, 28, 8]])]
+    regions = None if region == "boxes" else [("mask", truth_near), ("mask", truth_far), ("mask", truth_far)]
+    points = torch.tensor([[12.5, 8.5], [12.5, 8.5], [float("nan"), float("nan")]], dtype=torch.float64)
+    maps[2, 8, 13] = 2.0  # the third map has no own point: its maximum (13, 8) is 15 px from x = 28
+
+    masks = {i: r[1] for i, r in enumerate(regions)} if regions else None
+    entry = ImageEntry(
+        "img", path=None, labels=(0, 1, 2), boxes=np.concatenate(boxes), box_labels=np.arange(3),  # type: ignore[arg-type]
+        masks=(lambda: masks) if masks else None,
+    )
+    chunk = MapChunk(maps, map_status(maps), np.arange(3), np.array([True] * 3), points)
+    columns = Pointing(PointingProtocol()).score(chunk, ImageTruth(Sample(entry, None, (17, 40))))
+    assert columns["point_x"] == [12.5, 12.5, 13.0] and columns["point_y"] == [8.5, 8.5, 8.0]
+    assert columns["point_hit"] == [True, False, False]
+    # TorchRay's PointingGame.evaluate, written out: the same hits
+    for (x, y), mask, hit in zip([(12.5, 8.5), (12.5, 8.5), (13, 8)], [truth_near, truth_far, truth_far], columns["point_hit"]):
+        v, u = np.meshgrid((np.arange(17, dtype=np.float32) - y) ** 2, (np.arange(40, dtype=np.float32) - x) ** 2, indexing="ij")
+        assert bool((mask & ((v + u) < 15**2)).any()) == hit

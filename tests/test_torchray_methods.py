@@ -16,6 +16,7 @@ from torch import nn
 from wsl_bench import explain
 from wsl_bench.errors import ConfigError
 from wsl_bench.methods import Explainer
+from wsl_bench.methods.core import layer_grads_of
 from wsl_bench.methods.builtin.baselines import center_at_image_size
 from wsl_bench.methods.smoothing import gaussian_blur, smooth_saliency
 from wsl_bench.metrics.maps import argmax_points
@@ -142,6 +143,72 @@ def test_excitation_backprop_splits_torchvision_residual_sums_too():
     assert all("forward" not in m.__dict__ and "residual_sum" not in m._modules for m in model.modules())
 
 
+class ZeroSumNet(nn.Module):
+    """1x1 convolutions only, excitatory: the saliency layer `act` is 0 where the input is 0, so
+    there both terms of the residual sum, and the sum, are exactly 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.stem = nn.Conv2d(3, 4, 1, bias=False)
+        self.act = nn.ReLU()
+        self.conv = nn.Conv2d(4, 4, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.skip = ResidualSum()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            for m in (self.stem, self.conv, self.fc):
+                m.weight.uniform_(0.1, 1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.act(self.stem(x))
+        return self.fc(self.pool(self.relu(self.skip(self.relu(self.conv(a)), a))).flatten(1))
+
+
+@pytest.mark.parametrize("method", ["excitation_backprop", "contrastive_excitation_backprop"])
+def test_a_residual_sum_of_zero_passes_nothing_or_nan_as_torchray_divides(method):
+    # zero_sum=zero: no signal where the sum is 0 (the map is 0 there, EBP's still sums to 1);
+    # zero_sum=torchray: TorchRay's term / sum gives 0 / 0 = NaN exactly there, the rest unchanged.
+    x = torch.rand(1, 3, 4, 5)
+    x[..., :2, :3] = 0
+    zero_region = torch.zeros(4, 5, dtype=torch.bool)
+    zero_region[:2, :3] = True
+    model = ZeroSumNet().eval()
+    targets = torch.tensor([[0, 2]])
+    ours = explain(model, x, targets, methods=[method], target_layer="act")[method]
+    theirs = explain(model, x, targets, methods=[method], target_layer="act", params={method: {"zero_sum": "torchray"}})[method]
+    assert torch.isfinite(ours).all() and (ours[..., zero_region] == 0).all()
+    if method == "excitation_backprop":
+        torch.testing.assert_close(ours.sum(dim=(-2, -1)), torch.ones(1, 2), rtol=1e-5, atol=1e-6)
+    assert torch.equal(theirs.isnan(), zero_region.expand_as(theirs))
+    torch.testing.assert_close(theirs[..., ~zero_region], ours[..., ~zero_region])
+    with pytest.raises(ConfigError, match="zero_sum must be one of zero, torchray"):
+        explain(model, x, targets, methods=[method], target_layer="act", params={method: {"zero_sum": "nan"}})
+
+
+def test_gradcam_is_torchrays_map_bit_for_bit():
+    # TorchRay: w = mean(dy/dA, (2, 3)); ReLU(sum(A * w, 1)) on one image and class [1, C, h, w]
+    # at a time. From the same activations and gradients the same float operations give the same
+    # bits (a matrix-product einsum does not, and an exact tie of the resized map, e.g. on its
+    # border, is then decided differently).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 512, 3), nn.ReLU(), nn.Conv2d(512, 4, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x = torch.rand(2, 3, 9, 11)
+    targets = torch.tensor([[0, 3], [2, 1]])
+    maps = explain(model, x, targets, methods=["gradcam"], target_layer="1")["gradcam"]
+    _, activations, grads = layer_grads_of(model, model[1], x, targets)
+    told_apart = 0
+    for b in range(2):
+        for t in range(2):
+            weight = torch.mean(grads[b : b + 1, t], (2, 3), keepdim=True)
+            expected = torch.clamp(torch.sum(activations[b : b + 1] * weight, 1, keepdim=True), min=0)[0, 0]
+            assert torch.equal(maps[b, t], expected)
+            einsum = torch.einsum("k,khw->hw", weight[0, :, 0, 0], activations[b]).clamp(min=0)
+            told_apart += not torch.equal(einsum, expected)
+    assert told_apart  # the test tells the two apart
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_deconvnet_rectifies_the_signal_whatever_the_forward_input(inplace):
     torch.manual_seed(5)
@@ -225,6 +292,12 @@ def test_the_blur_runs_at_image_size_for_the_methods_that_ask_for_it_only():
     torch.testing.assert_close(out[0], smooth_saliency(maps[:1], 0.1)[0])
     assert torch.equal(out[1], maps[1])
     assert argmax_points(out[2:]).tolist() == [[11, 8]]  # (floor(W / 2), floor(H / 2)) for odd sides
+    steps, points = explainer.image_size_steps(maps, ["gradient", "gradcam", "center"])
+    assert torch.equal(steps, out)
+    assert torch.equal(points[2], torch.tensor([11.5, 8.5], dtype=torch.float64))  # the center's own point, (W / 2, H / 2)
+    assert points[:2].isnan().all()  # the others point at their maxima
+    plain = Explainer(model, "features.1", ["gradcam", "center"])  # center at origin=input: no own point
+    assert plain.points_at_image_size(maps[:2], ["gradcam", "center"]) is None
     with pytest.raises(ConfigError, match="accepted: channel_reduce, smooth"):
         Explainer(model, "features.1", ["gradient"], {"gradient": {"smoth": 0.02}})
 

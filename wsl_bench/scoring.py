@@ -27,6 +27,7 @@ import torch
 
 from .data.sample import Sample
 from .errors import UserError
+from .methods.core import ImageSizeSteps
 from .metrics.base import MeasuredChunk, MetricSuite
 from .records import RowLabels, error_reason, scored_rows, skipped_rows
 from .records.store import BATCH_COLUMN
@@ -88,7 +89,7 @@ class ScoringContext:
     labels: RowLabels
     schema: pa.Schema  # the part schema: records + _batch
     upsample: str = "bilinear"  # transform.upsample
-    at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None  # Explainer.at_image_size, for methods with such a step
+    at_image_size: ImageSizeSteps | None = None  # Explainer.image_size_steps, for methods with steps at image size
 
 
 def light(sample: Sample) -> Sample:

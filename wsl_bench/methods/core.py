@@ -11,7 +11,9 @@ backward rules (deconvnet, excitation backprop) run their own pass the same way,
 removed on exit.
 
 A method may also declare a step applied once its maps are resized to the image they are scored
-on (`at_image_size`): TorchRay blurs saliency at that size, so the blur cannot come earlier.
+on (`at_image_size`): TorchRay blurs saliency at that size, so the blur cannot come earlier; and
+its own point for the pointing game (`point_at_image_size`), where its point is not its map's
+maximum (TorchRay's center baseline points at (W / 2, H / 2), between pixels on odd sides).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ..registry import Registry, user_target
 
 
 Scoring = Callable[[torch.Tensor], torch.Tensor]
+# (maps [N, H, W] at image size, the method of each map) -> (maps, own points [N, 2] | None)
+ImageSizeSteps = Callable[[torch.Tensor, Sequence[str]], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def class_softmax(logits: torch.Tensor) -> torch.Tensor:
@@ -74,8 +78,14 @@ MethodFn = Callable[..., torch.Tensor]
 
 
 def weighted_channels(weights: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
-    """sum_k weights[b, t, k] * activations[b, k] -> [B, T, h, w] (the CAM linear combination)."""
-    return torch.einsum("btk,bkhw->bthw", weights, activations)
+    """sum_k weights[b, t, k] * activations[b, k] -> [B, T, h, w] (the CAM linear combination).
+
+    Multiply, then sum over channels, as TorchRay, pytorch-grad-cam and torchcam do: the same
+    float32 operations give TorchRay's Grad-CAM map bit for bit (an einsum's matrix product
+    rounds differently, which decides exact ties of the resized map, e.g. at its border)."""
+    if activations.dim() != 4:  # Explainer.maps turns this into a one-line error naming layers with feature maps
+        raise ValueError(f"weighted_channels needs feature maps [B, C, h, w], got {list(activations.shape)}")
+    return (weights[..., None, None] * activations[:, None]).sum(dim=2)
 
 
 def reduce_channels(grads: torch.Tensor, how: str) -> torch.Tensor:
@@ -100,7 +110,9 @@ class MethodSpec:
     needs_guided_input_grads: served by the guided pass (one extra forward/backward with the
     guided-backpropagation ReLU rule), shared by every method of the guided family.
     at_image_size: `step(maps [N, H, W], **params) -> [N, H, W]`, applied to the maps once they
-    are resized to the image they are scored on (e.g. a blur relative to the image size)."""
+    are resized to the image they are scored on (e.g. a blur relative to the image size).
+    point_at_image_size: `point(maps [N, H, W], **params) -> [N, 2] float (x, y) | None`, the
+    method's own point on that grid for the pointing game (None: its maps' maximum)."""
 
     name: str
     fn: MethodFn
@@ -108,6 +120,7 @@ class MethodSpec:
     needs_input_grads: bool = False
     needs_guided_input_grads: bool = False
     at_image_size: MethodFn | None = None
+    point_at_image_size: MethodFn | None = None
 
 
 METHODS: Registry[MethodSpec] = Registry("method", "wsl_bench.methods.builtin")
@@ -120,19 +133,22 @@ def register_method(
     input_grads: bool = False,
     guided_input_grads: bool = False,
     at_image_size: MethodFn | None = None,
+    point_at_image_size: MethodFn | None = None,
     replace: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn(p: Pass, **params) -> Tensor[B, T, h, w]` as method `name`.
 
     at_image_size: optional `step(maps [N, H, W], **params)` run on the maps once they are at the
-    size of the image they are scored on; the method's params go to whichever of fn and step
-    name them in their signatures.
+    size of the image they are scored on; point_at_image_size: optional `point(maps [N, H, W],
+    **params) -> [N, 2] | None`, the method's own point there (pointing game) instead of its
+    maps' maximum. The method's params go to whichever of fn and steps name them in their
+    signatures.
     Usable from the user's own module: decorate, import the module (or name it in the method
     yaml's `module:`), and the method is available to `explain()` and the CLI. A name already
     taken (a built-in such as `gradcam`) is a ConfigError unless replace=True replaces it deliberately."""
 
     def wrap(fn: MethodFn) -> MethodFn:
-        spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads, at_image_size)
+        spec = MethodSpec(name, fn, layer_grads, input_grads, guided_input_grads, at_image_size, point_at_image_size)
         METHODS.register(name, spec, replace=replace)
         fn.method_spec = spec  # type: ignore[attr-defined]  # lets a yaml `_target_` reuse the flags
         return fn
@@ -162,6 +178,7 @@ def method_from_config(key: str, node: Mapping[str, Any]) -> str:
                 bool(node.get("input_grads", flags.needs_input_grads if flags else False)),
                 bool(node.get("guided_input_grads", flags.needs_guided_input_grads if flags else False)),
                 flags.at_image_size if flags else None,
+                flags.point_at_image_size if flags else None,
             ),
         )
     METHODS.get(name)  # unknown name: one clear error listing the available methods
@@ -376,10 +393,10 @@ def params_for(fn: Callable[..., Any], params: Mapping[str, Any]) -> dict[str, A
 
 
 def accepted_params(spec: MethodSpec) -> list[str] | None:
-    """The params a method accepts: those of its function and of its at-image-size step (None
-    when either takes **kwargs)."""
+    """The params a method accepts: those of its function and of its at-image-size steps (None
+    when one takes **kwargs)."""
     accepted: list[str] = []
-    for fn in (spec.fn, spec.at_image_size):
+    for fn in (spec.fn, spec.at_image_size, spec.point_at_image_size):
         if fn is None:
             continue
         names = _param_names(fn)
@@ -487,10 +504,34 @@ class Explainer:
         return out
 
     @property
-    def image_size_steps(self) -> Callable[[torch.Tensor, Sequence[str]], torch.Tensor] | None:
-        """`at_image_size` when a requested method has a step at image size, else None (the
-        scoring then skips the call)."""
-        return self.at_image_size if any(spec.at_image_size is not None for spec in self.specs) else None
+    def image_size_steps(self) -> ImageSizeSteps | None:
+        """`steps_at_image_size` when a requested method has a step or its own point at image
+        size, else None (the scoring then skips the call)."""
+        if any(spec.at_image_size is not None or spec.point_at_image_size is not None for spec in self.specs):
+            return self.steps_at_image_size
+        return None
+
+    def steps_at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(at_image_size(maps, methods), points_at_image_size(maps, methods))."""
+        return self.at_image_size(maps, methods), self.points_at_image_size(maps, methods)
+
+    def points_at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> torch.Tensor | None:
+        """The methods' own points [N, 2] float64 (x, y) for maps [N, H, W] at image size, NaN in
+        the rows whose method points at its map's maximum; None when no row has its own point."""
+        specs = {spec.name: spec for spec in self.specs}
+        out = None
+        for name in dict.fromkeys(methods):
+            step = specs[name].point_at_image_size if name in specs else None
+            if step is None:
+                continue
+            rows = torch.tensor([i for i, m in enumerate(methods) if m == name], device=maps.device)
+            points = step(maps[rows], **params_for(step, self.params[name]))
+            if points is None:
+                continue
+            if out is None:
+                out = torch.full((len(maps), 2), float("nan"), dtype=torch.float64, device=maps.device)
+            out[rows] = points.to(out)
+        return out
 
     def at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> torch.Tensor:
         """Each method's at-image-size step applied to its maps: maps [N, H, W] at the size of the

@@ -29,6 +29,7 @@ from torch import nn
 from ..config import Settings, plain, settings_from
 from ..data.sample import ImageEntry, Sample
 from ..errors import ConfigError
+from ..methods.core import ImageSizeSteps
 from ..registry import Registry, user_target
 from .aggregate import MetricData
 from ..timing import NoClock, StageClock
@@ -117,13 +118,16 @@ class ImageTruth:
 class MapChunk:
     """Maps of one image at the evaluation grid, scored together: maps [N, H, W] (float, as the
     methods made them), status [N] (metrics.maps.map_status), the class each explains [N], and
-    whether it explains a ground-truth target (rather than a prediction) [N]. In
+    whether it explains a ground-truth target (rather than a prediction) [N], and the methods'
+    own points [N, 2] float (x, y) on that grid, NaN where a map's maximum is its point (None:
+    no method of the chunk has its own; see methods.core.MethodSpec.point_at_image_size). In
     `MapMetric.finish` the maps are gone (None): what it needs, `measure` made."""
 
     maps: torch.Tensor | None
     status: list[str]
     classes: np.ndarray
     is_gt: np.ndarray
+    points: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -324,20 +328,20 @@ class MetricSuite:
 
     def score_image(
         self, sample: Sample, maps: Mapping[str, torch.Tensor], classes: Sequence[int], sources: Sequence[tuple[str, int]],
-        upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        upsample: str = "bilinear", at_image_size: ImageSizeSteps | None = None,
         clock: StageClock = NoClock(),
     ) -> dict[tuple[str, int], dict[str, Any]]:
         """The map metrics of one image: maps {method: [T, h, w]} for target classes [T] with their
         (source, rank), upsampled (`upsample`: transform.upsample) to the evaluation grid a chunk
         at a time (methods of one grid size per chunk) -> {(method, target column): {column: value}},
-        `map_status` included. at_image_size(maps, methods): the methods' steps at that size
-        (Explainer.at_image_size)."""
+        `map_status` included. at_image_size(maps, methods) -> (maps, own points | None): the
+        methods' steps at that size (Explainer.image_size_steps)."""
         measured = self.measure_images([(sample, maps, classes, sources)], upsample=upsample, at_image_size=at_image_size, clock=clock)
         return self.finish_image(sample, measured[0], clock)
 
     def measure_images(
         self, images: Sequence[tuple[Sample, Mapping[str, torch.Tensor], Sequence[int], Sequence[tuple[str, int]]]],
-        pixel_budget: int = 0, upsample: str = "bilinear", at_image_size: Callable[[torch.Tensor, list[str]], torch.Tensor] | None = None,
+        pixel_budget: int = 0, upsample: str = "bilinear", at_image_size: ImageSizeSteps | None = None,
         clock: StageClock = NoClock(),
     ) -> list[list[MeasuredChunk]]:
         """The device part of score_image for several images (sample, maps, classes, sources): per
@@ -356,11 +360,12 @@ class MetricSuite:
                     for start in range(0, len(pairs), MAPS_PER_CHUNK):
                         chunk_pairs = pairs[start : start + MAPS_PER_CHUNK]
                         full = to_original_size(torch.stack([maps[m][t] for m, t in chunk_pairs]), sample.orig_size, sample.view, upsample)
-                        if at_image_size is not None:  # issue 9 hook: methods' steps at image size (TorchRay's blurs)
-                            full = at_image_size(full, [m for m, _ in chunk_pairs])
-                        chunks.append((chunk_pairs, full))
+                        points = None
+                        if at_image_size is not None:  # methods' steps at image size (TorchRay's blurs, its center point)
+                            full, points = at_image_size(full, [m for m, _ in chunk_pairs])
+                        chunks.append((chunk_pairs, full, points))
             group.append((sample, chunks, classes, sources))
-            pixels += sum(full.numel() for _, full in chunks)
+            pixels += sum(full.numel() for _, full, _ in chunks)
             if pixels >= pixel_budget:
                 out.extend(self._measure_group(group, clock))
                 group, pixels = [], 0
@@ -370,19 +375,19 @@ class MetricSuite:
 
     def _measure_group(self, group: list, clock: StageClock) -> list[list[MeasuredChunk]]:
         with clock.time("map_status"):
-            fulls = [full for _, chunks, _, _ in group for _, full in chunks]
+            fulls = [full for _, chunks, _, _ in group for _, full, _ in chunks]
             extremes = torch.cat([map_extremes(full) for full in fulls]).cpu().numpy() if fulls else np.zeros((0, 2))
         units = self.of_kind(MapMetric)
         out, offset = [], 0
         for sample, chunks, classes, sources in group:
             truth = ImageTruth(sample)
             measured_chunks = []
-            for chunk_pairs, full in chunks:
+            for chunk_pairs, full, points in chunks:
                 status = status_codes(extremes[offset : offset + len(full)])
                 offset += len(full)
                 chunk = MapChunk(
                     full, status, np.array([classes[t] for _, t in chunk_pairs], dtype=np.int64),
-                    np.array([sources[t][0] == "gt" for _, t in chunk_pairs]),
+                    np.array([sources[t][0] == "gt" for _, t in chunk_pairs]), points,
                 )
                 columns: dict[str, Sequence[Any]] = {"map_status": status}
                 measured: dict[str, Measured] = {}

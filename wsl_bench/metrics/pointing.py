@@ -1,7 +1,8 @@
 """Pointing game: Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016,
 as TorchRay re-runs it (Fong et al. 2019). The point is the map's maximum at original image
-size; it is a hit when a ground-truth pixel of the class lies strictly closer than `tolerance`
-pixels (Euclidean). Accuracy is the mean over classes of hits / (hits + misses).
+size (or the method's own point where it has one: TorchRay's center baseline); it is a hit
+when a ground-truth pixel of the class lies strictly closer than `tolerance` pixels (Euclidean).
+Accuracy is the mean over classes of hits / (hits + misses).
 
 Unit `pointing`: every map of a class present in the image is scored; the summary takes the maps
 of ground-truth targets, over all of them (`pointing_acc`) and over the "difficult" subset
@@ -26,8 +27,8 @@ from .maps import NO_PEAK, NONFINITE, OK, argmax_points, map_status
 
 
 def distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Euclidean distance from integer pixels (x, y) [N, 2] to the nearest pixel of the union of
-    inclusive boxes [M, 4] -> [N] (0 inside a box, inf with no box)."""
+    """Euclidean distance from points (x, y) [N, 2] in pixel coordinates to the nearest pixel of
+    the union of inclusive boxes [M, 4] -> [N] (0 on a box pixel, inf with no box)."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if len(boxes) == 0:
@@ -37,12 +38,14 @@ def distance_to_boxes(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.sqrt(dx**2 + dy**2).min(axis=1)
 
 
-def distance_to_mask(point: tuple[int, int], mask: np.ndarray, tolerance: float) -> float:
-    """Distance from pixel (x, y) to the nearest True pixel of mask [H, W], searched within the
-    tolerance window only (inf when none lies within it)."""
-    x, y = int(point[0]), int(point[1])
-    r = int(np.ceil(tolerance))
-    y0, y1, x0, x1 = max(0, y - r), min(mask.shape[0], y + r + 1), max(0, x - r), min(mask.shape[1], x + r + 1)
+def distance_to_mask(point: Sequence[float], mask: np.ndarray, tolerance: float) -> float:
+    """Distance from point (x, y) in pixel coordinates to the nearest True pixel of mask [H, W],
+    searched within the tolerance window only (inf when none lies within it)."""
+    x, y = float(point[0]), float(point[1])
+    y0, y1 = max(0, int(np.floor(y - tolerance))), min(mask.shape[0], int(np.ceil(y + tolerance)) + 1)
+    x0, x1 = max(0, int(np.floor(x - tolerance))), min(mask.shape[1], int(np.ceil(x + tolerance)) + 1)
+    if y0 >= y1 or x0 >= x1:
+        return float("inf")
     ys, xs = np.nonzero(mask[y0:y1, x0:x1])
     if len(ys) == 0:
         return float("inf")
@@ -68,13 +71,15 @@ def pointing_hit(
 @dataclass(frozen=True)
 class PointingSettings(MetricSettings):
     """Hit when a GT pixel of the class lies strictly closer than `tolerance` px to the map's
-    maximum (first in raster order on ties). With box annotations (VOC), a class whose boxes are
+    maximum (first in raster order on ties), or to the method's own point where it has one
+    (TorchRay's center baseline: (W / 2, H / 2)). With box annotations (VOC), a class whose boxes are
     all "difficult" is skipped (`skip_all_difficult`); mask annotations (COCO) are used when
     present. `class_average`: `present` averages the accuracies of the classes scored (in the
     images, or the bootstrap resample); `all` averages over every class of the dataset, a class
     never scored counting as 0 (TorchRay's PointingGame.accuracy). `no_peak`: a map without a
-    peak (all zero, constant, non-finite) is a `miss`, or scored at its `argmax` like any map: the
-    first pixel (0, 0) of a flat map, as TorchRay's benchmark scores it."""
+    peak (all zero, constant, non-finite) is a `miss`, or scored at its `argmax` like any map, as
+    TorchRay's benchmark scores it: the first pixel (0, 0) of a flat map, the first NaN of a map
+    with NaNs (torch.argmax ranks NaN highest)."""
 
     tolerance: float = setting(15.0, gt=0)
     skip_all_difficult: bool = True
@@ -103,8 +108,8 @@ def pointing_region(entry: ImageEntry, target: int, settings: PointingSettings, 
 class Pointing(MapMetric):
     Settings = PointingSettings
     columns = (
-        ("point_x", pa.int64()),  # the map's maximum, original image pixels
-        ("point_y", pa.int64()),
+        ("point_x", pa.float64()),  # the map's maximum (or the method's own point), original image pixels
+        ("point_y", pa.float64()),
         ("point_hit", pa.bool_()),  # null when the class is not scored (not in the image, all boxes difficult, no region)
         ("pointing_difficult", pa.bool_()),  # the (image, class) belongs to the "difficult" subset
     )
@@ -115,8 +120,14 @@ class Pointing(MapMetric):
             raise ConfigError("metric.pointing.class_average=all needs the dataset's class count; use class_average=present")
 
     def measure(self, chunk: MapChunk, truth: ImageTruth) -> Measured:
-        maps = chunk.maps if NONFINITE not in chunk.status else torch.nan_to_num(chunk.maps)  # finite maps: the same values
-        return {"points": argmax_points(maps)}
+        maps = chunk.maps
+        if NONFINITE in chunk.status and self.settings.no_peak == "miss":
+            maps = torch.nan_to_num(maps)  # the point recorded for a miss: the largest finite value's (finite maps: unchanged)
+        points = argmax_points(maps).to(torch.float64)
+        if chunk.points is not None:
+            own = chunk.points.to(points)
+            points = torch.where(own.isnan(), points, own)
+        return {"points": points}
 
     def finish(self, measured: Measured, chunk: MapChunk, truth: ImageTruth) -> dict[str, Sequence[Any]]:
         s: PointingSettings = self.settings

@@ -15,8 +15,11 @@ which is computed here as a standard backward pass through a surrogate of each l
 - average pooling (windowed or adaptive): the same rule with the pooling as the linear map;
 - batch norm: passes the signal unchanged (TorchRay's choice; EBP leaves normalization open);
 - residual sums (wsl_bench.models.layers.ResidualSum modules; torchvision's ResNet blocks are
-  given one for the pass): each term gets its share term / sum of the signal (0 where the sum is
-  0; TorchRay divides 0 by 0 there);
+  given one for the pass): each term gets its share term / sum of the signal. Where the sum is
+  exactly 0 (after the ReLU no signal arrives there), param `zero_sum` says what the share is:
+  `zero` (no signal passes), or `torchray`: term / sum as TorchRay computes it, 0 / 0 = NaN,
+  which makes the map NaN around that position (TorchRay's pointing game then points at the
+  first NaN pixel; wsl_bench records the map as non-finite);
 - ReLU, max pooling, dropout, reshapes: their ordinary backward (max pooling routes to the winner).
 Every rule is linear in the top-down signal for a fixed forward pass.
 """
@@ -24,6 +27,7 @@ Every rule is linear in the top-down signal for a fixed forward pass.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterator
 
 import torch
@@ -35,6 +39,7 @@ from ...models.layers import ResidualSum
 from ..core import Pass, backward_per_target, capture_output, forward_hooks, frozen_for_explanation, grads_per_target, register_method, with_gradient_of
 
 EPS = 1e-20
+ZERO_SUM_RULES = ("zero", "torchray")
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 AVERAGE_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -59,7 +64,7 @@ def excitation_surrogate(module: nn.Module, x: torch.Tensor, output: torch.Tenso
     return with_gradient_of(output, activation / (activation.detach() + EPS))
 
 
-def _rule_hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+def _rule_hook(module: nn.Module, inputs: Any, output: torch.Tensor, zero_sum: str = "zero") -> torch.Tensor | None:
     if not any(isinstance(x, torch.Tensor) and x.requires_grad for x in inputs):  # before the saliency layer
         return None
     x = inputs[0]
@@ -72,7 +77,9 @@ def _rule_hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Te
             if not term.requires_grad:
                 routed.append(term.detach())
                 continue
-            share = torch.where(total != 0, term.detach() / total, torch.zeros_like(total))
+            share = term.detach() / total
+            if zero_sum == "zero":
+                share = torch.where(total != 0, share, torch.zeros_like(total))
             path = term.view_as(term)
             path.register_hook(lambda grad, share=share: grad * share)
             routed.append(path)
@@ -117,14 +124,17 @@ def residual_sums_as_modules(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def excitation_rules(model: nn.Module, exclude: nn.Module | None = None) -> Iterator[None]:
+def excitation_rules(model: nn.Module, exclude: nn.Module | None = None, zero_sum: str = "zero") -> Iterator[None]:
     """The MWP backward at every convolution, linear layer, average pooling, batch norm and
     residual sum of `model` (except `exclude`; torchvision's ResNet blocks get their sums as
-    modules meanwhile); hooks removed on exit, also on an exception."""
+    modules meanwhile); `zero_sum`: the residual rule where a sum is 0 (module docstring); hooks
+    removed on exit, also on an exception."""
+    if zero_sum not in ZERO_SUM_RULES:
+        raise ConfigError(f"excitation backprop: zero_sum must be one of {', '.join(ZERO_SUM_RULES)}, got {zero_sum!r}")
     kinds = CONVOLUTIONS + (nn.Linear,) + AVERAGE_POOLS + NORMS + (ResidualSum,)
     with residual_sums_as_modules(model):
         modules = [m for m in model.modules() if isinstance(m, kinds) and m is not exclude]
-        with forward_hooks(modules, _rule_hook):
+        with forward_hooks(modules, partial(_rule_hook, zero_sum=zero_sum)):
             yield
 
 
@@ -148,7 +158,7 @@ class ExcitationPass:
     classifier: the seed at the classifier's output, its input x_c (in the graph from the saliency
     layer) and the saliency layer's output (a leaf, so the backward stops there)."""
 
-    def __init__(self, p: Pass, saliency_layer: str, classifier: str) -> None:
+    def __init__(self, p: Pass, saliency_layer: str, classifier: str, zero_sum: str = "zero") -> None:
         model = p.model
         layer = resolve_layer(model, saliency_layer) if saliency_layer else p.layer
         self.classifier = classifier_layer(model, classifier)
@@ -161,7 +171,7 @@ class ExcitationPass:
             split["output"] = output.detach().requires_grad_(True)
             return split["output"]
 
-        with frozen_for_explanation(model), torch.no_grad(), excitation_rules(model, exclude=self.classifier):
+        with frozen_for_explanation(model), torch.no_grad(), excitation_rules(model, exclude=self.classifier, zero_sum=zero_sum):
             with capture_output(layer, detach=True, grad_after=True) as store, forward_hooks([self.classifier], split_at_classifier):
                 logits = model(p.images.detach())
         if "activations" not in store:
@@ -194,34 +204,36 @@ class ExcitationPass:
         return grads
 
 
-def _excitation_pass(p: Pass, saliency_layer: str, classifier: str) -> ExcitationPass:
-    key = ("excitation_backprop", saliency_layer, classifier)
+def _excitation_pass(p: Pass, saliency_layer: str, classifier: str, zero_sum: str) -> ExcitationPass:
+    key = ("excitation_backprop", saliency_layer, classifier, zero_sum)
     if key not in p.cache:  # shared by both variants in one run
-        p.cache[key] = ExcitationPass(p, saliency_layer, classifier)
+        p.cache[key] = ExcitationPass(p, saliency_layer, classifier, zero_sum)
     return p.cache[key]
 
 
 @register_method("excitation_backprop")
-def excitation_backprop(p: Pass, saliency_layer: str = "", classifier: str = "") -> torch.Tensor:
+def excitation_backprop(p: Pass, saliency_layer: str = "", classifier: str = "", zero_sum: str = "zero") -> torch.Tensor:
     """The MWP of the target class brought down to `saliency_layer` ("" = the model's target
     layer; TorchRay: VGG16 features.23 = pool4, ResNet-50 layer3), summed over its channels (no
     clamp, as TorchRay). The seed at the output is the gradient of the target's logit (1 for a
-    plain classifier; the exp-normalized score map for TorchRay's models). One forward of its own
+    plain classifier; the exp-normalized score map for TorchRay's models). zero_sum: zero |
+    torchray, the residual rule where a sum is 0 (module docstring). One forward of its own
     with the MWP rules, one backward batched over targets. Returns [B, T, h, w] on the saliency
     layer's grid."""
-    ebp = _excitation_pass(p, saliency_layer, classifier)
+    ebp = _excitation_pass(p, saliency_layer, classifier, zero_sum)
     return ebp.at_saliency_layer(ebp.at_classifier_input(1.0)).sum(dim=2)
 
 
 @register_method("contrastive_excitation_backprop")
-def contrastive_excitation_backprop(p: Pass, saliency_layer: str = "", classifier: str = "") -> torch.Tensor:
+def contrastive_excitation_backprop(p: Pass, saliency_layer: str = "", classifier: str = "", zero_sum: str = "zero") -> torch.Tensor:
     """Contrastive MWP (Sec. 3.3): the target unit's MWP minus that of its dual, the same unit
     with negated classifier weights (the dual's MWP runs the classifier's rule with (-W)+ on the
     same forward and seed, as TorchRay's weight flip does), brought down to `saliency_layer`,
     summed over channels and clamped at 0. TorchRay subtracts at a "contrast layer" (VGG16 relu7,
     ResNet-50 avgpool), which feeds the classifier directly; since every rule is linear in the
     signal, the subtraction is done at the classifier's input, with the same result. classifier:
-    the layer negated ("" = the last convolution / linear layer). Returns [B, T, h, w]."""
-    ebp = _excitation_pass(p, saliency_layer, classifier)
+    the layer negated ("" = the last convolution / linear layer). zero_sum: as excitation_backprop.
+    Returns [B, T, h, w]."""
+    ebp = _excitation_pass(p, saliency_layer, classifier, zero_sum)
     contrast = ebp.at_classifier_input(1.0) - ebp.at_classifier_input(-1.0)
     return ebp.at_saliency_layer(contrast).sum(dim=2).clamp(min=0)
