@@ -25,6 +25,12 @@ both pointing accuracies (all / difficult) as mean over the classes seen (wsl_be
 definition) and TorchRay's own `PointingGame.accuracy` (mean over all 20 classes, classes never
 seen counting 0). RISE and extremal perturbation are slow on a CPU: they run on the first
 --slow-images images with --rise-masks masks and --ep-iterations iterations, on both sides.
+
+Threads: both sides run torch with --threads threads (default 1). TorchRay resizes its input and
+its maps with the network's threads, and some of those kernels round differently with another
+thread count, which moves TorchRay's own points on exact ties; wsl_bench decodes and scores with
+one thread whatever the network uses (its records do not depend on where an image was scored).
+--self-check-threads N also runs TorchRay with N threads and lists the points of its own that move.
 """
 
 from __future__ import annotations
@@ -186,15 +192,12 @@ def wsl_overrides(args: argparse.Namespace, methods: list[str], arch: str) -> li
 
 def subprocess_env(args: argparse.Namespace) -> dict[str, str]:
     """This checkout first on the path; --threads sets both sides' torch threads."""
-    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    return env
+    return dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS=str(args.threads))
 
 
 def save_network_inputs(args: argparse.Namespace, arch: str) -> Path:
     """What wsl_bench's pipeline feeds the network for each photo (its decoder, transform=torchray,
-    the model's mean and std), for the TorchRay side to compare with its own input."""
+    the model's mean and std, one thread), for the TorchRay side to compare with its own input."""
     from omegaconf import OmegaConf
 
     from wsl_bench.data import build_dataset
@@ -202,9 +205,12 @@ def save_network_inputs(args: argparse.Namespace, arch: str) -> Path:
     from wsl_bench.data.transforms import ProtocolTransform
     from wsl_bench.models.zoo.torchray_models import CAFFE_RGB_MEAN
 
+    from wsl_bench.threads import torch_threads
+
     cfg = OmegaConf.merge(OmegaConf.load(REPO / "conf" / "dataset" / "voc07.yaml"), {"root": str(args.voc)})
     transform = ProtocolTransform("torchray", 224, tuple(m / 255.0 for m in CAFFE_RGB_MEAN), (1 / 255.0,) * 3)
-    inputs = {e.image_id: transform(decode_rgb(e.path)[0])[0] for e in build_dataset(cfg).entries}
+    with torch_threads(1):  # as the pipeline decodes, whatever the network's thread count
+        inputs = {e.image_id: transform(decode_rgb(e.path)[0])[0] for e in build_dataset(cfg).entries}
     path = args.out / f"inputs_{arch}.pt"
     torch.save(inputs, path)
     return path
@@ -346,19 +352,10 @@ def compare(args: argparse.Namespace, arch: str) -> None:
     if slow:
         frames.append(run_wsl_bench(args, slow, arch, args.slow_images, "slow"))
     side = args.out / f"torchray_{arch}.json"
-    if args.threads:  # as both runs (resizing rounds by thread count)
-        torch.set_num_threads(args.threads)
     inputs = save_network_inputs(args, arch)
-    command = [
-        str(args.peer_python), __file__, "--torchray-side", str(side), "--inputs", str(inputs), "--voc", str(args.voc), "--checkpoint", str(args.checkpoint),
-        "--arch", arch, "--methods", ",".join(args.methods), "--rise-masks", str(args.rise_masks),
-        "--ep-iterations", str(args.ep_iterations), "--slow-images", str(args.slow_images),
-    ]
-    done = subprocess.run(command, env=subprocess_env(args), capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"TorchRay side failed:\n{done.stderr[-4000:]}")
-    theirs = json.loads(side.read_text())
-    print(f"\n{arch}: {args.checkpoint.name}; max |wsl_bench input - TorchRay input| = {theirs['input_max_abs_diff']:.3g} (0-255 units)")
+    theirs = run_torchray_side(args, arch, inputs, side, args.threads)
+    print(f"\n{arch}: {args.checkpoint.name}; {args.threads} torch thread(s) both sides; max |wsl_bench input - TorchRay input| = "
+          f"{theirs['input_max_abs_diff']:.3g} (0-255 units)")
     print("| method | pairs | identical points | max distance (px) | same hit | acc all: wsl_bench / TorchRay (seen classes) / TorchRay .accuracy | acc difficult: same |")
     print("|---|---|---|---|---|---|---|")
     for method in args.methods:
@@ -380,6 +377,31 @@ def compare(args: argparse.Namespace, arch: str) -> None:
             f"{row['pointing_acc']:.1f} / {seen_class_mean(rows, 'hit'):.1f} / {100 * acc['torchray_all']:.1f} | "
             f"{row['pointing_acc_difficult']:.1f} / {seen_class_mean(rows, 'hit_difficult'):.1f} / {100 * acc['torchray_difficult']:.1f} |"
         )
+    if args.self_check_threads:
+        torchray_self_check(args, arch, theirs)
+
+
+def run_torchray_side(args: argparse.Namespace, arch: str, inputs: Path, side: Path, threads: int) -> dict:
+    command = [
+        str(args.peer_python), __file__, "--torchray-side", str(side), "--inputs", str(inputs), "--voc", str(args.voc), "--checkpoint", str(args.checkpoint),
+        "--arch", arch, "--methods", ",".join(args.methods), "--rise-masks", str(args.rise_masks),
+        "--ep-iterations", str(args.ep_iterations), "--slow-images", str(args.slow_images),
+    ]
+    done = subprocess.run(command, env=dict(subprocess_env(args), OMP_NUM_THREADS=str(threads)), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"TorchRay side failed:\n{done.stderr[-4000:]}")
+    return json.loads(side.read_text())
+
+
+def torchray_self_check(args: argparse.Namespace, arch: str, theirs: dict) -> None:
+    """TorchRay against itself with --self-check-threads threads: the pairs whose point moves."""
+    inputs = args.out / f"inputs_{arch}.pt"
+    other = run_torchray_side(args, arch, inputs, args.out / f"torchray_{arch}_{args.self_check_threads}threads.json", args.self_check_threads)
+    points = {(r["method"], r["image_id"], r["target"]): (r["x"], r["y"]) for r in theirs["points"]}
+    moved = [(r["method"], r["image_id"], r["target"], points[(r["method"], r["image_id"], r["target"])], (r["x"], r["y"]))
+             for r in other["points"] if points.get((r["method"], r["image_id"], r["target"])) != (r["x"], r["y"])]
+    print(f"TorchRay with {args.self_check_threads} threads vs TorchRay with {args.threads}: {len(moved)} of {len(other['points'])} points differ"
+          + "".join(f"\n  {m} {i} class {t}: {a} -> {b}" for m, i, t, a, b in moved))
 
 
 def main() -> None:
@@ -396,7 +418,13 @@ def main() -> None:
     parser.add_argument("--slow-images", type=int, default=1000000, help="RISE and extremal perturbation on the first N images only")
     parser.add_argument("--peer-python", type=Path, default=Path("/tmp/peers/bin/python"))
     parser.add_argument("--out", type=Path, default=Path("results/parity_torchray"))
-    parser.add_argument("--threads", type=int, default=0, help="torch threads of both sides (OMP_NUM_THREADS); 0 = torch's default")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads of both sides (OMP_NUM_THREADS). TorchRay resizes inputs and maps with the network's threads, and several "
+        "of those kernels round differently with another thread count, which moves its points on exact ties; wsl_bench decodes and "
+        "scores with one thread whatever the network uses. Default 1: the same arithmetic on both sides",
+    )
+    parser.add_argument("--self-check-threads", type=int, default=0, help="also run TorchRay with this many threads and print the points that move")
     parser.add_argument("--torchray-side", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", help=argparse.SUPPRESS)
     args = parser.parse_args()

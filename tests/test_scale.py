@@ -119,6 +119,27 @@ def test_sigkill_mid_run_then_restart_gives_the_uninterrupted_records(reference,
     assert 0 < sessions(run_dir)[-1]["images_scored"] < 16  # it resumed: the saved batches were not scored again
 
 
+def test_sigkill_with_every_map_saved_resumes_the_streamed_maps_file(tmp_path):
+    # records.save_maps=true streams every image's maps into maps.npz.tmp; the restart continues
+    # that file from the last checkpoint: maps.npz equals an uninterrupted run's, all 16 images
+    args = [*RUN, "records.save_maps=true"]
+    whole = cli(*args, cwd=tmp_path, run_dir=tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    proc = start(*args, run_dir=run_dir, cwd=tmp_path)
+    wait_for_parts(proc, run_dir)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert (run_dir / "maps.npz.tmp").is_file() and not (run_dir / "maps.npz").exists()
+    result = cli(*args, cwd=tmp_path, run_dir=run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "since the restart" not in result.stderr
+    assert 0 < sessions(run_dir)[-1]["images_scored"] < 16  # it resumed
+    assert_same_records(tmp_path / "whole", run_dir)
+    with np.load(run_dir / "maps.npz") as kept:
+        assert len(json.loads(kept["meta"].tobytes())["images"]) == 16
+
+
 def test_ctrl_c_saves_what_is_finished_says_how_to_resume_and_the_resumed_run_is_identical(reference, tmp_path):
     run_dir = tmp_path / "run"
     proc = start(*RUN, run_dir=run_dir, cwd=tmp_path)
@@ -425,3 +446,21 @@ def test_a_second_live_session_in_the_same_run_directory_is_refused_in_one_line(
         holder.kill()
         holder.wait()
     assert pipeline.execute(spec, run_dir).records is not None
+
+
+def test_atomic_writes_reach_the_disk_before_and_after_the_rename(tmp_path, monkeypatch):
+    # the temporary file's data is flushed before it replaces the old file, and the folder after
+    # (without both, a machine crash can leave an empty or missing part where a whole one was)
+    flushed: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (flushed.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    renamed: list[str] = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renamed.append(str(b)), flushed.append("rename"), real_replace(a, b))[2])
+    path = tmp_path / "part-000000.parquet"
+    write_atomic(pa.table({"x": [1, 2, 3]}), path, "a records part")
+    assert pq.read_table(path).column("x").to_pylist() == [1, 2, 3]
+    assert renamed == [str(path)]
+    tmp_name = flushed[0]
+    assert Path(tmp_name).parent == tmp_path and Path(tmp_name).name.startswith(".part-000000.parquet.tmp")
+    assert flushed[1:] == ["rename", str(tmp_path)]

@@ -12,9 +12,10 @@ Resume: before each records part is written (`save`, the store's on_flush), the 
 written atomically to KEEPER_STATE. Every batch in a part was offered before it was stored, so a
 restarted run that loads the state continues the keeper exactly where its records stop (a batch
 offered but not yet stored is scored again and its second offer ignored): the resumed run's
-maps.npz and report equal an uninterrupted run's. Not resumed: with records.save_maps=true, the
-maps of every image are streamed into maps.npz.tmp, which a killed run leaves unfinished; the
-restarted run's maps.npz then holds the images scored since the restart (a warning says so)."""
+maps.npz and report equal an uninterrupted run's. With records.save_maps=true the maps of every
+image are streamed into maps.npz.tmp; before the state is saved, the keeper makes that file a whole
+zip of the images offered so far (MapKeeper.checkpoint), and a restarted run continues it from
+there, dropping what the stopped session wrote after it."""
 
 from __future__ import annotations
 
@@ -93,9 +94,10 @@ class MapFeed:
 
     def save(self) -> None:
         """The keeper's state, for a restart (see the module docstring); written then renamed."""
-        if not self.active or self.keeper.save_maps or not self._dirty:
+        if not self.active or not self._dirty:
             return
-        try:  # without save_maps the keeper holds no open file
+        self.keeper.checkpoint()  # save_maps: maps.npz.tmp whole and closed, so the keeper pickles
+        try:
             payload = pickle.dumps({"version": _STATE_VERSION, "keeper": self.keeper}, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # a dataset's photo that cannot be pickled
             log.warning("the gallery's state cannot be saved for a restart (%s): a resumed run's gallery would miss earlier images", exc)
@@ -122,9 +124,6 @@ def restored_keeper(keeper: MapKeeper, out_dir: Path, resumed: bool) -> MapKeepe
     if not resumed or not keeper.active:
         path.unlink(missing_ok=True)
         return keeper
-    if keeper.save_maps:
-        log.warning("records.save_maps=true: maps.npz of a resumed run holds only the images scored since the restart")
-        return keeper
     if not path.is_file():
         log.warning("%s is missing: the gallery of this resumed run is chosen from the images scored since the restart", path)
         return keeper
@@ -136,8 +135,10 @@ def restored_keeper(keeper: MapKeeper, out_dir: Path, resumed: bool) -> MapKeepe
     saved = state.get("keeper") if isinstance(state, dict) and state.get("version") == _STATE_VERSION else None
     if not isinstance(saved, MapKeeper):
         return keeper
-    if (saved.gallery, saved.seed, saved.methods) != (keeper.gallery, keeper.seed, keeper.methods):
+    if not saved.same_settings(keeper):
         log.warning("report.gallery / report.seed changed since the run started: the gallery is chosen from the images scored since the restart")
         return keeper
-    saved.out_dir, saved._tmp = Path(out_dir), Path(out_dir) / keeper._tmp.name
+    if not saved.resume_in(out_dir):
+        log.warning("%s is missing or shorter than when the run stopped: maps.npz holds the images scored since the restart", saved._tmp)
+        return keeper
     return saved

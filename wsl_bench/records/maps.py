@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .store import fsync_path
+
 MAPS_FILE = "maps.npz"
 FORMAT_VERSION = 1
 THUMB_SIDE = 384  # px, long side of the kept photo
@@ -198,10 +200,8 @@ class MapKeeper:
         self._offered_ids: set[str] = set()
         self._seen: list[dict[str, Any]] = []  # every image's meta, with save_maps only
         self._tmp = self.out_dir / (MAPS_FILE + ".tmp")
-        self._zip: zipfile.ZipFile | None = None
-        if self.save_maps:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        self._zip: zipfile.ZipFile | None = None  # save_maps: maps.npz.tmp, open from the first image on
+        self._checkpoint: tuple[int, bytes] | None = None  # save_maps: (offset, bytes) of its central directory at the last checkpoint
 
     @classmethod
     def from_settings(cls, report: Any, records: Any, out_dir: Path, methods: Sequence[str], mean: Sequence[float],
@@ -250,12 +250,13 @@ class MapKeeper:
         key = f"i{self._offered}"
         self._offered += 1
         targets = [int(t) for t in targets]
-        if self._zip is not None:
+        if self.save_maps:
+            stream = self._stream()
             for j, m in enumerate(self.methods):
                 if m in maps:
                     values, scale = _scaled_float16(maps[m])
-                    self._zip.writestr(f"map_{key}_{j}.npy", _npy_bytes(values))
-                    self._zip.writestr(f"scale_{key}_{j}.npy", _npy_bytes(scale))
+                    stream.writestr(f"map_{key}_{j}.npy", _npy_bytes(values))
+                    stream.writestr(f"scale_{key}_{j}.npy", _npy_bytes(scale))
             self._seen.append(self._image_meta(key, image_id, size, view, targets, sources))
         disagreement, failure = _gt_scores(rows, self.methods)
         tiebreak = random_key(self.seed, image_id)
@@ -273,7 +274,7 @@ class MapKeeper:
         gt_classes = {targets[t] for t, (s, _) in enumerate(sources) if s == "gt"}
         keep = [t for t in keep if sources[t][0] == "gt" or targets[t] not in gt_classes]  # top-1 = a GT class: same map
         kept_maps = None
-        if self._zip is None:
+        if not self.save_maps:
             index = torch.tensor(keep, dtype=torch.long)
             kept_maps = {j: _scaled_float16(maps[m][index.to(maps[m].device)]) for j, m in enumerate(self.methods) if m in maps}
         else:  # the file already holds every column
@@ -291,6 +292,49 @@ class MapKeeper:
             evicted = heap.push(score, tiebreak, key)
             if evicted is not None:
                 self._release(evicted)
+
+    def _stream(self) -> zipfile.ZipFile:
+        """save_maps: maps.npz.tmp open for appending, new or continued from the last checkpoint
+        (what was written after it, by a session that was stopped, is dropped)."""
+        if self._zip is None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if self._checkpoint is None:
+                self._zip = zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+            else:
+                offset, directory = self._checkpoint
+                with open(self._tmp, "r+b") as f:
+                    f.seek(offset)
+                    f.write(directory)
+                    f.truncate()
+                self._zip = zipfile.ZipFile(self._tmp, "a", compression=zipfile.ZIP_STORED, allowZip64=True)
+        return self._zip
+
+    def checkpoint(self) -> None:
+        """save_maps: maps.npz.tmp made a whole zip file of the maps streamed so far (its central
+        directory written, flushed to disk and kept here, the file closed), so that a restarted run
+        that loads this keeper's saved state continues the file from there (`resume_in`). The next
+        image reopens it for appending."""
+        if self._zip is None:
+            return
+        self._zip.close()  # writes the central directory after the entries, from start_dir on
+        offset = self._zip.start_dir
+        self._zip = None
+        with open(self._tmp, "rb") as f:
+            f.seek(offset)
+            self._checkpoint = (offset, f.read())
+        fsync_path(self._tmp)
+
+    def resume_in(self, out_dir: Path) -> bool:
+        """This keeper, loaded from a stopped session's saved state, continuing in `out_dir`; False
+        when the maps it streamed (save_maps) are not there as its last checkpoint left them."""
+        self.out_dir = Path(out_dir)
+        self._tmp = self.out_dir / (MAPS_FILE + ".tmp")
+        if self._checkpoint is None:
+            return True
+        return self._tmp.is_file() and self._tmp.stat().st_size >= self._checkpoint[0]
+
+    def same_settings(self, other: "MapKeeper") -> bool:
+        return (self.gallery, self.seed, self.methods, self.save_maps) == (other.gallery, other.seed, other.methods, other.save_maps)
 
     def _release(self, key: str) -> None:
         cand = self._pool[key]
@@ -338,7 +382,7 @@ class MapKeeper:
             return None
         selected = self.selection()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        zf = self._zip or zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+        zf = self._stream() if self.save_maps else zipfile.ZipFile(self._tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
         images = {}
         try:
             for key, reason in selected:
@@ -359,7 +403,7 @@ class MapKeeper:
                 if error:
                     meta["thumbnail_error"] = error
                 images[key] = meta
-            if self._zip is not None:  # every image's maps are in the file; index them all
+            if self.save_maps:  # every image's maps are in the file; index them all
                 for meta in self._seen:
                     images.setdefault(meta["key"], meta)
             meta_all = {"format": FORMAT_VERSION, "methods": self.methods, "thumb_side": THUMB_SIDE,
@@ -370,7 +414,9 @@ class MapKeeper:
             zf.close()
             self._zip = None
         final = self.out_dir / MAPS_FILE
+        fsync_path(self._tmp)
         os.replace(self._tmp, final)
+        fsync_path(self.out_dir)
         return final
 
     def _thumbnail_of(self, cand: _Candidate) -> tuple[bytes | None, str | None]:

@@ -44,17 +44,32 @@ def write_atomic(table: pa.Table, path: Path, what: str) -> None:
 
 
 def replace_atomically(path: Path, write: Callable[[Path], object], what: str, nbytes: int) -> None:
-    """`write(tmp)` a file under a temporary name in the same folder, then rename it over `path`:
-    on failure the temporary file is removed, `path` is untouched and the error names the
-    folder and about how much to free (DiskFullError)."""
+    """`write(tmp)` a file under a temporary name in the same folder, flush it to disk, then
+    rename it over `path` and flush the folder: after a crash, even of the machine, `path` is the
+    old file or the new one, whole. On failure the temporary file is removed, `path` is
+    untouched and the error names the folder and about how much to free (DiskFullError)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
+        fsync_path(path.parent)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise disk_error(exc, path.parent, what, nbytes) from None
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk (a rename is durable only once
+    its folder is flushed). Folders cannot be opened on Windows: skipped there."""
+    if os.name == "nt" and Path(path).is_dir():
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def disk_error(exc: OSError, folder: Path, what: str, nbytes: int) -> DiskFullError:
