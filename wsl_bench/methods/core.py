@@ -515,17 +515,22 @@ class Explainer:
         """(at_image_size(maps, methods), points_at_image_size(maps, methods))."""
         return self.at_image_size(maps, methods), self.points_at_image_size(maps, methods)
 
+    def _steps(self, kind: str, methods: Sequence[str], device: torch.device) -> Iterator[tuple[Callable[..., Any], dict[str, Any], torch.Tensor]]:
+        """Per requested method with a step `kind` (a MethodSpec field): the step, its params and
+        the rows [k] of `methods` (the method of each map) it applies to."""
+        specs = {spec.name: spec for spec in self.specs}
+        for name in dict.fromkeys(methods):
+            step = getattr(specs[name], kind) if name in specs else None
+            if step is not None:
+                rows = torch.tensor([i for i, m in enumerate(methods) if m == name], device=device)
+                yield step, params_for(step, self.params[name]), rows
+
     def points_at_image_size(self, maps: torch.Tensor, methods: Sequence[str]) -> torch.Tensor | None:
         """The methods' own points [N, 2] float64 (x, y) for maps [N, H, W] at image size, NaN in
         the rows whose method points at its map's maximum; None when no row has its own point."""
-        specs = {spec.name: spec for spec in self.specs}
         out = None
-        for name in dict.fromkeys(methods):
-            step = specs[name].point_at_image_size if name in specs else None
-            if step is None:
-                continue
-            rows = torch.tensor([i for i, m in enumerate(methods) if m == name], device=maps.device)
-            points = step(maps[rows], **params_for(step, self.params[name]))
+        for step, params, rows in self._steps("point_at_image_size", methods, maps.device):
+            points = step(maps[rows], **params)
             if points is None:
                 continue
             if out is None:
@@ -537,16 +542,11 @@ class Explainer:
         """Each method's at-image-size step applied to its maps: maps [N, H, W] at the size of the
         image they are scored on, methods[i] the method of map i. Maps of methods without a step
         are returned unchanged."""
-        specs = {spec.name: spec for spec in self.specs}
         out = maps
-        for name in dict.fromkeys(methods):
-            step = specs[name].at_image_size if name in specs else None
-            if step is None:
-                continue
-            rows = torch.tensor([i for i, m in enumerate(methods) if m == name], device=maps.device)
+        for step, params, rows in self._steps("at_image_size", methods, maps.device):
             if out is maps:
                 out = maps.clone()
-            out[rows] = step(maps[rows], **params_for(step, self.params[name])).to(maps.dtype)
+            out[rows] = step(maps[rows], **params).to(maps.dtype)
         return out
 
 
