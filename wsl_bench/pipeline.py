@@ -14,7 +14,6 @@ score disjoint batches, and the parts are joined at the end (wsl_bench.merge).""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -279,7 +278,10 @@ def _score_batches(
     when the gallery keeps maps: `feed` offers their images first)."""
     batches = [b for b in todo if b >= 0]
     model = spec.model.module.to(spec.device) if batches else spec.model.module
-    explainer = Explainer(model, spec.model.target_layer, spec.methods, spec.method_params, spec.model.probabilities)
+    explainer = Explainer(
+        model, spec.model.target_layer, spec.methods, spec.method_params, spec.model.probabilities,
+        rule_timer=lambda: clock.time("CAM math"),  # the methods' rules clocked apart from the pass they read
+    )
     # the methods' at-image-size steps run where the maps are upsampled (a scoring worker; forked, so nothing is pickled)
     context = ScoringContext(spec.metrics, spec.methods, spec.labels, store.schema, spec.transform.upsample, explainer.image_size_steps)
 
@@ -303,7 +305,6 @@ def _score_batches(
             for done in pool.drain():
                 keep(done)
             return
-        _clock_method_rules(explainer, clock)
         loader = DataLoader(
             BatchedImages(DecodedImages(spec.dataset.entries, spec.transform), spec.loader.batch_size), batch_size=None, sampler=batches,
             num_workers=decode_workers, collate_fn=as_is, pin_memory=spec.device.type == "cuda",
@@ -347,20 +348,6 @@ def _autocast(spec: RunSpec) -> ContextManager[Any]:
     if spec.precision == "fp32":
         return nullcontext()
     return torch.autocast(spec.device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[spec.precision])
-
-
-def _clock_method_rules(explainer: Explainer, clock: StageClock) -> None:
-    """Clock the methods' rules (the CAM math) apart from the pass they read."""
-
-    def clocked(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        @functools.wraps(fn)  # its signature: the Explainer hands each rule only the params it names
-        def rule(p: Any, **params: Any) -> torch.Tensor:
-            with clock.time("CAM math"):
-                return fn(p, **params)
-
-        return rule
-
-    explainer.specs = [dataclasses.replace(s, fn=clocked(s.fn)) for s in explainer.specs]
 
 
 def _explain_batch(

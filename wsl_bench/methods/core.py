@@ -19,9 +19,9 @@ maximum (TorchRay's center baseline points at (W / 2, H / 2), between pixels on 
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -432,13 +432,16 @@ class Explainer:
         methods: Sequence[str],
         params: Mapping[str, Mapping[str, Any]] | None = None,
         probabilities: Scoring = class_softmax,
+        rule_timer: Callable[[], ContextManager[Any]] = nullcontext,
     ) -> None:
         """probabilities: the model's scoring of logits (LoadedModel.probabilities: softmax, or
-        sigmoids for a multi-label head), handed to the methods as Pass.probabilities."""
+        sigmoids for a multi-label head), handed to the methods as Pass.probabilities.
+        rule_timer: a context each method's rule runs in (the pipeline's clock of the CAM math)."""
         if not methods:
             raise ConfigError("no method requested; pass e.g. method=gradcam")
         self.model = model
         self.probabilities = probabilities
+        self.rule_timer = rule_timer
         self.layer = resolve_layer(model, target_layer)
         self.specs = [METHODS.get(name) for name in methods]
         self.params = {name: dict((params or {}).get(name, {})) for name in methods}
@@ -493,7 +496,8 @@ class Explainer:
         with frozen_for_explanation(self.model):
             for spec in self.specs:
                 try:
-                    out[spec.name] = spec.fn(p, **params_for(spec.fn, self.params[spec.name])).detach()
+                    with self.rule_timer():
+                        out[spec.name] = spec.fn(p, **params_for(spec.fn, self.params[spec.name])).detach()
                 except (RuntimeError, ValueError, IndexError) as exc:
                     if activations.dim() == 4:
                         raise
