@@ -110,7 +110,7 @@ def measure(cases: dict[str, Callable[[], None]], repeats: int) -> dict[str, flo
 
 def table(title: str, medians: dict[str, float], batch: int, forward: str, notes: dict[str, str]) -> None:
     print(f"\n{title}")
-    print(f"| case | s / batch | images/s | x forward-only | target |")
+    print("| case | s / batch | images/s | x forward-only | target |")
     print("|---|---|---|---|---|")
     for name, seconds in medians.items():
         ratio = medians[forward] / seconds

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 from scipy import ndimage
